@@ -1,0 +1,186 @@
+# Start and stop a private containerd with zsnap as [proxy_plugins.zsnap]. Needs lib/common.sh
+# (and a running zsnap from lib/zsnap.sh, or ZSNAP_SOCKET/ZSNAP_ROOT set by the caller).
+#
+# Inputs (environment, all optional):
+#   CONTAINERD_BIN_DIR         dir holding containerd, ctr, containerd-shim-runc-v2 (default /usr/bin)
+#   CONTAINERD_CONFIG_VERSION  2 (containerd 1.6/1.7) or 3 (2.x); default: from `containerd --version`
+#   CONTAINERD_RUNC_DIR        dir with a runc to put first on containerd's PATH (default: none)
+#   CONTAINERD_WITH_CRI        1 = keep the CRI plugin (with snapshotter = "zsnap"); default off
+#   CONTAINERD_EXTRA_TOML      text appended to the generated config.toml
+#   CTR_NAMESPACE              containerd namespace ctr uses (default itest-<pid>)
+# containerd_start sets (and exports):
+#   CONTAINERD_ADDRESS  its gRPC socket      CONTAINERD_ROOT / CONTAINERD_STATE  its dirs
+#   CONTAINERD_CONFIG   its config.toml      CONTAINERD_LOG  its log        CONTAINERD_PID
+# Everything is private: root, state, grpc/ttrpc/debug sockets, opt dir; no metrics listener.
+# Shims are found by their -address argument (this containerd's socket) and stopped with it.
+
+if [[ -n ${ZSNAP_ITEST_CONTAINERD_SH:-} ]]; then return 0; fi
+ZSNAP_ITEST_CONTAINERD_SH=1
+
+# containerd_version [BIN_DIR]: print the version of BIN_DIR/containerd, e.g. 1.6.20.
+containerd_version() {
+  local dir=${1:-${CONTAINERD_BIN_DIR:-/usr/bin}}
+  "$dir/containerd" --version | grep -oE '[^a-z~+ ]*v?[0-9]+\.[0-9]+\.[0-9]+' | head -n1 | sed 's/^v//'
+}
+
+# containerd_default_config_version [BIN_DIR]: 2 for containerd 1.x, 3 for 2.x.
+containerd_default_config_version() {
+  local v
+  v=$(containerd_version "$@") || return 1
+  if [[ $v == 1.* ]]; then echo 2; else echo 3; fi
+}
+
+# containerd_platform: the OCI platform string of this host, e.g. linux/amd64.
+containerd_platform() {
+  local arch
+  arch=$(dpkg --print-architecture 2>/dev/null || uname -m)
+  case $arch in
+    x86_64) arch=amd64 ;;
+    aarch64) arch=arm64 ;;
+  esac
+  echo "linux/$arch"
+}
+
+# containerd_write_config FILE VERSION: write a private config (version 2 or 3) for the
+# containerd_start variables, with [proxy_plugins.zsnap] -> $ZSNAP_SOCKET.
+containerd_write_config() {
+  local file=$1 version=$2
+  local cri_disabled cri_conf=""
+  if [[ $version == 2 ]]; then
+    cri_disabled='"io.containerd.grpc.v1.cri"'
+    if [[ -n ${CONTAINERD_WITH_CRI:-} ]]; then
+      cri_disabled=""
+      cri_conf="
+[plugins.\"io.containerd.grpc.v1.cri\"]
+  disable_tcp_service = true
+  stream_server_address = \"127.0.0.1\"
+  stream_server_port = \"0\"
+  enable_selinux = false
+[plugins.\"io.containerd.grpc.v1.cri\".containerd]
+  snapshotter = \"zsnap\"
+  disable_snapshot_annotations = false"
+    fi
+  else
+    cri_disabled='"io.containerd.grpc.v1.cri", "io.containerd.cri.v1.images", "io.containerd.cri.v1.runtime"'
+    if [[ -n ${CONTAINERD_WITH_CRI:-} ]]; then
+      cri_disabled=""
+      cri_conf="
+[plugins.'io.containerd.cri.v1.images']
+  snapshotter = \"zsnap\"
+  disable_snapshot_annotations = false
+[plugins.'io.containerd.grpc.v1.cri']
+  disable_tcp_service = true
+  stream_server_address = \"127.0.0.1\"
+  stream_server_port = \"0\""
+    fi
+  fi
+  local transfer=""
+  if [[ $version != 2 ]]; then
+    # 2.x ctr pulls through the transfer service, which unpacks only for listed snapshotters.
+    transfer="
+[[plugins.'io.containerd.transfer.v1.local'.unpack_config]]
+  platform = \"$(containerd_platform)\"
+  snapshotter = \"zsnap\""
+  fi
+  cat >"$file" <<EOF
+version = $version
+root = "$CONTAINERD_ROOT"
+state = "$CONTAINERD_STATE"
+disabled_plugins = [$cri_disabled]
+
+[grpc]
+  address = "$CONTAINERD_ADDRESS"
+[ttrpc]
+  address = "$CONTAINERD_ADDRESS.ttrpc"
+[debug]
+  address = "$CONTAINERD_ADDRESS.debug"
+  level = "debug"
+[metrics]
+  address = ""
+
+[plugins]
+  [plugins."io.containerd.internal.v1.opt"]
+    path = "$ITEST_DIR/containerd-opt"
+$transfer
+$cri_conf
+
+[proxy_plugins]
+  [proxy_plugins.zsnap]
+    type = "snapshot"
+    address = "$ZSNAP_SOCKET"
+${CONTAINERD_EXTRA_TOML:-}
+EOF
+}
+
+# containerd_start: write the config and start containerd from $CONTAINERD_BIN_DIR, wait (60 s)
+# until `ctr version` answers and the zsnap proxy plugin is loaded, register a stop on exit.
+# Returns 1 (log tail on stderr) on failure.
+containerd_start() {
+  CONTAINERD_BIN_DIR=${CONTAINERD_BIN_DIR:-/usr/bin}
+  CONTAINERD_CONFIG_VERSION=${CONTAINERD_CONFIG_VERSION:-$(containerd_default_config_version)}
+  CTR_NAMESPACE=${CTR_NAMESPACE:-itest-$$}
+  CONTAINERD_ROOT=$ITEST_DIR/containerd-root
+  CONTAINERD_STATE=$ITEST_DIR/containerd-state
+  CONTAINERD_ADDRESS=$ITEST_SOCK_DIR/containerd.sock
+  CONTAINERD_CONFIG=$ITEST_DIR/containerd.toml
+  CONTAINERD_LOG=$ITEST_DIR/containerd.log
+  : "${ZSNAP_SOCKET:?start zsnap (zsnap_start) before containerd}"
+  mkdir -p "$CONTAINERD_ROOT" "$CONTAINERD_STATE" "$ITEST_DIR/containerd-opt"
+  containerd_write_config "$CONTAINERD_CONFIG" "$CONTAINERD_CONFIG_VERSION"
+  local path="$CONTAINERD_BIN_DIR:$PATH"
+  [[ -z ${CONTAINERD_RUNC_DIR:-} ]] || path="$CONTAINERD_RUNC_DIR:$path"
+  PATH=$path "$CONTAINERD_BIN_DIR/containerd" --config "$CONTAINERD_CONFIG" >>"$CONTAINERD_LOG" 2>&1 &
+  CONTAINERD_PID=$!
+  export CONTAINERD_BIN_DIR CONTAINERD_CONFIG_VERSION CTR_NAMESPACE CONTAINERD_ROOT \
+    CONTAINERD_STATE CONTAINERD_ADDRESS CONTAINERD_CONFIG CONTAINERD_LOG CONTAINERD_PID
+  if [[ -z ${ZSNAP_ITEST_CONTAINERD_STOP_REGISTERED:-} ]]; then
+    itest_on_exit containerd_stop
+    ZSNAP_ITEST_CONTAINERD_STOP_REGISTERED=1
+  fi
+  if ! itest_wait_for 60 "containerd on $CONTAINERD_ADDRESS" containerd__ready; then
+    itest_log "containerd did not come up; log tail:"
+    tail -n 40 "$CONTAINERD_LOG" >&2
+    return 1
+  fi
+  itest_log "containerd $(containerd_version) pid $CONTAINERD_PID on $CONTAINERD_ADDRESS (config v$CONTAINERD_CONFIG_VERSION, namespace $CTR_NAMESPACE)"
+}
+
+containerd__ready() {
+  kill -0 "$CONTAINERD_PID" 2>/dev/null || return 99
+  [[ -S $CONTAINERD_ADDRESS ]] || return 1
+  itest_ctr version >/dev/null 2>&1 || return 1
+  itest_ctr plugins ls 2>/dev/null | grep -E 'io\.containerd\.snapshotter\.v1[[:space:]]+zsnap[[:space:]]' | grep -q ok
+}
+
+# itest_ctr ARGS...: run this containerd's ctr against the private socket and namespace.
+itest_ctr() {
+  "${CONTAINERD_BIN_DIR:-/usr/bin}/ctr" --address "$CONTAINERD_ADDRESS" --namespace "$CTR_NAMESPACE" "$@"
+}
+
+# containerd_shim_pids: pids of containerd-shim processes serving this containerd.
+containerd_shim_pids() {
+  local pid cmd
+  for pid in $(pgrep -f 'containerd-shim' 2>/dev/null); do
+    cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || continue
+    [[ $cmd == *"-address $CONTAINERD_ADDRESS "* || $cmd == *"-address $CONTAINERD_ADDRESS" ]] && echo "$pid"
+  done
+  return 0
+}
+
+# containerd_stop: stop containerd (SIGTERM, then SIGKILL after 20 s) and every shim (and its
+# container processes) it started; remove the runc state of our namespace. Safe to repeat.
+containerd_stop() {
+  [[ -n ${CONTAINERD_ADDRESS:-} ]] || return 0
+  local pid shims
+  shims=$(containerd_shim_pids)
+  if [[ -n ${CONTAINERD_PID:-} ]]; then
+    itest_kill_pid "$CONTAINERD_PID" 20
+    CONTAINERD_PID=
+  fi
+  for pid in $shims $(containerd_shim_pids); do
+    for c in $(itest_descendants "$pid"); do kill -KILL "$c" 2>/dev/null || true; done
+    itest_kill_pid "$pid" 5
+  done
+  # runc keeps per-namespace state under /run/containerd/runc/<ns> (the shim's default root).
+  [[ -z ${CTR_NAMESPACE:-} ]] || rm -rf "/run/containerd/runc/$CTR_NAMESPACE"
+}
