@@ -1,0 +1,77 @@
+// The daemon's configuration: a TOML file (toml++), every key optional.
+//
+//   # Directory holding metadata.db and snapshots/<id>/{fs,work}. Created 0700 if missing.
+//   # Must be an absolute path on a filesystem that supports overlayfs upper directories.
+//   root = "/var/lib/zsnap"
+//
+//   # Unix socket path containerd dials ([proxy_plugins.<name>] address). Its directory is
+//   # created 0700; a stale socket left by a previous run is removed.
+//   address = "/run/zsnap/zsnap.sock"
+//
+//   # trace | debug | info | warn | error | critical | off
+//   log_level = "info"
+//
+//   # text (key=value) | json (one object per line)
+//   log_format = "text"
+//
+//   # Add "userxattr" to overlay mounts: auto (only inside a user namespace) | on | off
+//   userxattr = "auto"
+//
+//   [unpack]
+//   # Writer threads per layer; 0 chooses from the CPU count. 0..1024.
+//   writer_threads = 0
+//   # Upper bound on the uncompressed tar stream of one layer, in bytes (> 0).
+//   max_uncompressed_bytes = 68719476736   # 64 GiB
+//   # Largest zstd window accepted (ZSTD_d_windowLogMax), 10..31; 27 = 128 MiB.
+//   zstd_window_log_max = 27
+//
+// Unknown keys, wrong types and out-of-range values are errors whose message names the file,
+// line and column. Load() and Parse() never throw.
+//
+// Thread safety: Config is a plain value; the functions are pure (Load reads one file).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "overlay/snapshotter.h"
+#include "plugin/logging.h"
+#include "spdlog/common.h"
+#include "unpack/unpack.h"
+
+namespace zsnap::plugin {
+
+inline constexpr char kDefaultRoot[] = "/var/lib/zsnap";
+inline constexpr char kDefaultAddress[] = "/run/zsnap/zsnap.sock";
+
+struct UnpackConfig {
+  int writer_threads = 0;
+  uint64_t max_uncompressed_bytes = unpack::UnpackLimits{}.max_uncompressed_bytes;
+  int zstd_window_log_max = unpack::UnpackLimits{}.zstd_window_log_max;
+
+  unpack::UnpackLimits Limits() const;
+};
+
+struct Config {
+  std::string root = kDefaultRoot;
+  std::string address = kDefaultAddress;
+  spdlog::level::level_enum log_level = spdlog::level::info;
+  LogFormat log_format = LogFormat::kText;
+  overlay::SnapshotterOptions::UserXattr userxattr = overlay::SnapshotterOptions::UserXattr::kAuto;
+  UnpackConfig unpack;
+
+  // Reads and parses the TOML file at `path`.
+  static absl::StatusOr<Config> Load(const std::string& path);
+  // Parses TOML `text`; `source` names it in messages (a path, or "<string>").
+  static absl::StatusOr<Config> Parse(absl::string_view text, const std::string& source);
+
+  // Checks what a command line may have overridden: root and address absolute, non-empty.
+  absl::Status Validate() const;
+};
+
+absl::StatusOr<overlay::SnapshotterOptions::UserXattr> ParseUserXattr(absl::string_view name);
+
+}  // namespace zsnap::plugin
