@@ -14,6 +14,7 @@
 #   itest_report
 _itest_lib=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 for _f in common zsnap containerd registry image debian; do
+  # shellcheck source=/dev/null
   [[ -f $_itest_lib/$_f.sh ]] && source "$_itest_lib/$_f.sh"
 done
 unset _f _itest_lib

@@ -12,6 +12,7 @@
 if [[ -n ${ZSNAP_ITEST_COMMON_SH:-} ]]; then return 0; fi
 ZSNAP_ITEST_COMMON_SH=1
 
+# shellcheck disable=SC2034  # for scripts that need files beside the library
 ITEST_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ITEST_PASSED=0
 ITEST_FAILED=0
@@ -122,8 +123,8 @@ itest_cleanup() {
 itest_unmount_below() {
   local dir mp
   dir=$(readlink -f "$1")
-  local pass
-  for pass in 1 2 3; do
+  local _
+  for _ in 1 2 3; do
     # mountinfo field 5 is the mount point, with space/tab/newline/backslash octal-escaped.
     local -a mps=()
     while IFS= read -r mp; do

@@ -19,14 +19,15 @@ ZSNAP_ITEST_CONTAINERD_SH=1
 
 # containerd_version [BIN_DIR]: print the version of BIN_DIR/containerd, e.g. 1.6.20.
 containerd_version() {
-  local dir=${1:-${CONTAINERD_BIN_DIR:-/usr/bin}}
+  local dir=${1:-}
+  dir=${dir:-${CONTAINERD_BIN_DIR:-/usr/bin}}
   "$dir/containerd" --version | grep -oE '[^a-z~+ ]*v?[0-9]+\.[0-9]+\.[0-9]+' | head -n1 | sed 's/^v//'
 }
 
 # containerd_default_config_version [BIN_DIR]: 2 for containerd 1.x, 3 for 2.x.
 containerd_default_config_version() {
   local v
-  v=$(containerd_version "$@") || return 1
+  v=$(containerd_version "${1:-}") || return 1
   if [[ $v == 1.* ]]; then echo 2; else echo 3; fi
 }
 
@@ -117,7 +118,7 @@ EOF
 # Returns 1 (log tail on stderr) on failure.
 containerd_start() {
   CONTAINERD_BIN_DIR=${CONTAINERD_BIN_DIR:-/usr/bin}
-  CONTAINERD_CONFIG_VERSION=${CONTAINERD_CONFIG_VERSION:-$(containerd_default_config_version)}
+  CONTAINERD_CONFIG_VERSION=${CONTAINERD_CONFIG_VERSION:-$(containerd_default_config_version "$CONTAINERD_BIN_DIR")}
   CTR_NAMESPACE=${CTR_NAMESPACE:-itest-$$}
   CONTAINERD_ROOT=$ITEST_DIR/containerd-root
   CONTAINERD_STATE=$ITEST_DIR/containerd-state

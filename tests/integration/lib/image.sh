@@ -13,6 +13,8 @@
 #   3. layer3.txt "layer 3" (a third level, so a middle snapshot has a parent and a child)
 # image_expect_* below describe what a container must see; tests compare against them.
 
+# shellcheck disable=SC2034  # IMAGE_EXPECT_* are read by the test scripts
+true
 if [[ -n ${ZSNAP_ITEST_IMAGE_SH:-} ]]; then return 0; fi
 ZSNAP_ITEST_IMAGE_SH=1
 
@@ -24,6 +26,7 @@ IMAGE_EXPECT_LINKED="linked"
 IMAGE_EXPECT_DEEP="deep"
 IMAGE_EXPECT_LAYER3="layer 3"
 IMAGE_EXPECT_OPAQUE_LS="new.txt"
+IMAGE_EXPECT_DATA_LS="deep hard1 hard2 hello.txt layer3.txt opaque over.txt sym"  # ls -A /data
 
 # image_build_rootfs DIR: fill DIR with a minimal runnable root filesystem from host binaries:
 # /bin/sh, cat, ls, stat, readlink, echo, test, sleep (busybox applets if /bin/busybox exists)
@@ -68,7 +71,7 @@ image_build_rootfs() {
 image__tar() {
   local dir=$1 out=$2
   (
-    cd "$dir"
+    cd "$dir" || exit 1
     # shellcheck disable=SC2046
     tar --create --file - --sort=name --owner=0 --group=0 --numeric-owner \
       --mtime=@1700000000 --format=posix \
@@ -128,7 +131,7 @@ image_build_oci() {
   mkdir -p "$l3/data"
   echo "$IMAGE_EXPECT_LAYER3" >"$l3/data/layer3.txt"
 
-  local media_type diff_ids=() layers_json="" i blob digest size
+  local media_type diff_ids=() layers_json="" i digest size
   case $comp in
     gzip) media_type=application/vnd.oci.image.layer.v1.tar+gzip ;;
     zstd) media_type=application/vnd.oci.image.layer.v1.tar+zstd ;;
@@ -201,4 +204,22 @@ image_push() {
 # image_layer_media_types REPO:TAG: print the pushed manifest's layer media types, one a line.
 image_layer_media_types() {
   registry_manifest "$1" | jq -r '.layers[].mediaType'
+}
+
+# image_chain_ids LAYOUT TAG: print the layer chain IDs (the names containerd gives the
+# committed snapshots) of oci:LAYOUT:TAG, bottom layer first, one a line.
+image_chain_ids() {
+  local layout=$1 tag=$2 manifest config chain="" diff
+  manifest=$(jq -r --arg tag "$tag" \
+    '.manifests[] | select(.annotations["org.opencontainers.image.ref.name"] == $tag) | .digest' \
+    "$layout/index.json") || return 1
+  config=$(jq -r '.config.digest' "$layout/blobs/sha256/${manifest#sha256:}") || return 1
+  for diff in $(jq -r '.rootfs.diff_ids[]' "$layout/blobs/sha256/${config#sha256:}"); do
+    if [[ -z $chain ]]; then
+      chain=$diff
+    else
+      chain=sha256:$(printf '%s %s' "$chain" "$diff" | sha256sum | cut -d' ' -f1)
+    fi
+    echo "$chain"
+  done
 }
