@@ -8,6 +8,7 @@
 //	snapctl -address SOCK seed NAME            create committed NAME holding the known tree
 //	snapctl -address SOCK verify NAME          View NAME, mount it, compare with the known tree
 //	snapctl -address SOCK wipe [KEEP...]       remove everything but KEEP (and its parents)
+//	snapctl -address SOCK wipe-prefix PREFIX   remove every snapshot whose name has PREFIX
 //
 // Exit status 0 on success, 1 with a message on stderr otherwise.
 package main
@@ -50,7 +51,7 @@ func main() {
 	timeout := flag.Duration("timeout", 60*time.Second, "overall deadline")
 	flag.Parse()
 	if *address == "" || flag.NArg() < 1 {
-		fmt.Fprintln(os.Stderr, "usage: snapctl -address SOCK ping|count|list|cleanup|seed NAME|verify NAME|wipe [KEEP...]")
+		fmt.Fprintln(os.Stderr, "usage: snapctl -address SOCK ping|count|list|cleanup|seed NAME|verify NAME|wipe [KEEP...]|wipe-prefix PREFIX")
 		os.Exit(2)
 	}
 	ctx := namespaces.WithNamespace(context.Background(), "snapctl")
@@ -111,6 +112,11 @@ func run(ctx context.Context, sn snapshots.Snapshotter, cmd string, args []strin
 		return verify(ctx, sn, args[0])
 	case "wipe":
 		return zsnapclient.RemoveAll(ctx, sn, args...)
+	case "wipe-prefix":
+		if len(args) != 1 || args[0] == "" {
+			return fmt.Errorf("want PREFIX")
+		}
+		return zsnapclient.RemovePrefix(ctx, sn, args[0])
 	}
 	return fmt.Errorf("unknown command")
 }

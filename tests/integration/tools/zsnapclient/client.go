@@ -80,6 +80,19 @@ func RemoveAll(ctx context.Context, sn snapshots.Snapshotter, keep ...string) er
 	for _, k := range keep {
 		kept[k] = true
 	}
+	return removeMatching(ctx, sn, kept, func(string) bool { return true })
+}
+
+// RemovePrefix removes every snapshot whose name starts with prefix, leaves first. Snapshots
+// with other names are kept (with their ancestors).
+func RemovePrefix(ctx context.Context, sn snapshots.Snapshotter, prefix string) error {
+	return removeMatching(ctx, sn, nil, func(name string) bool { return strings.HasPrefix(name, prefix) })
+}
+
+func removeMatching(ctx context.Context, sn snapshots.Snapshotter, kept map[string]bool, match func(string) bool) error {
+	if kept == nil {
+		kept = map[string]bool{}
+	}
 	for pass := 0; ; pass++ {
 		infos, err := List(ctx, sn)
 		if err != nil {
@@ -89,8 +102,13 @@ func RemoveAll(ctx context.Context, sn snapshots.Snapshotter, keep ...string) er
 		for _, info := range infos {
 			byName[info.Name] = info
 		}
-		// Protect kept snapshots and their whole ancestry.
+		// Protect kept (and unmatched) snapshots and their whole ancestry.
 		protected := map[string]bool{}
+		for _, info := range infos {
+			if !match(info.Name) {
+				kept[info.Name] = true
+			}
+		}
 		for k := range kept {
 			for n := k; n != ""; n = byName[n].Parent {
 				if _, ok := byName[n]; !ok || protected[n] {
