@@ -75,10 +75,61 @@ itest_init() {
     ITEST_SOCK_DIR=$(mktemp -d /tmp/zsit.XXXXXX)
   fi
   export ITEST_NAME ITEST_DIR ITEST_SOCK_DIR
+  itest_reap_stale "$base"
+  printf '%s %s %s\n' "$$" "$(itest_pid_start_time $$)" "$ITEST_SOCK_DIR" >"$ITEST_DIR/.owner"
   trap 'itest_cleanup' EXIT
   trap 'itest_log "interrupted"; exit 130' INT
   trap 'itest_log "terminated"; exit 143' TERM
   itest_log "scratch dir $ITEST_DIR"
+}
+
+# itest_pid_start_time PID: the process start time (jiffies since boot) from /proc; together
+# with the pid it identifies one process even after pid reuse.
+itest_pid_start_time() {
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  stat=${stat##*) }  # fields after "(comm)"; start time is field 22 of the whole line
+  awk '{print $20}' <<<"$stat"
+}
+
+# itest_track_pid PID: note a daemon PID this test started in $ITEST_DIR/.pids, so that a later
+# run can stop it if this test is killed before its cleanup trap runs (itest_reap_stale).
+itest_track_pid() {
+  printf '%s %s\n' "$1" "$(itest_pid_start_time "$1")" >>"$ITEST_DIR/.pids"
+}
+
+# itest_reap_stale BASE: clean up after earlier runs that died without cleanup (SIGKILL, CI
+# timeout): for each BASE/*/ whose .owner process is gone, SIGKILL the daemons it tracked (only
+# if pid and start time still match), unmount everything below it and remove it and its socket
+# dir. Scratch dirs of live runs are left alone.
+itest_reap_stale() {
+  local base=$1 dir owner start sockdir pid pstart
+  for dir in "$base"/*/; do
+    dir=${dir%/}
+    [[ -f $dir/.owner && $dir != "${ITEST_DIR:-}" ]] || continue
+    read -r owner start sockdir <"$dir/.owner" || continue
+    if [[ -n $owner && $(itest_pid_start_time "$owner") == "$start" ]]; then continue; fi
+    itest_log "reaping stale scratch dir $dir (owner pid $owner is gone)"
+    if [[ -f $dir/.pids ]]; then
+      while read -r pid pstart; do
+        if [[ -n $pid && $(itest_pid_start_time "$pid") == "$pstart" ]]; then
+          kill -KILL "$pid" 2>/dev/null || true
+        fi
+      done <"$dir/.pids"
+    fi
+    # Shims of its containerd outlive it; they name its socket (in sockdir) in -address.
+    local cmd c
+    for pid in $(pgrep -f containerd-shim 2>/dev/null); do
+      cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || continue
+      [[ -n $sockdir && $cmd == *"-address $sockdir/"* ]] || continue
+      for c in $(itest_descendants "$pid") "$pid"; do kill -KILL "$c" 2>/dev/null || true; done
+    done
+    itest_unmount_below "$dir"
+    # runc state of its namespaces (containerd.sh names them itest-<owner pid>[-suffix]).
+    rm -rf "/run/containerd/runc/itest-$owner" "/run/containerd/runc/itest-$owner"-*
+    rm -rf --one-file-system "$dir"
+    [[ -z $sockdir || $sockdir == "$dir"/* || ! -d $sockdir ]] || rm -rf "$sockdir"
+  done
 }
 
 # itest_on_exit CMD...: register a cleanup command; itest_cleanup runs them in reverse order.

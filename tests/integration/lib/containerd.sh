@@ -132,6 +132,7 @@ containerd_start() {
   [[ -z ${CONTAINERD_RUNC_DIR:-} ]] || path="$CONTAINERD_RUNC_DIR:$path"
   PATH=$path "$CONTAINERD_BIN_DIR/containerd" --config "$CONTAINERD_CONFIG" >>"$CONTAINERD_LOG" 2>&1 &
   CONTAINERD_PID=$!
+  itest_track_pid "$CONTAINERD_PID"
   export CONTAINERD_BIN_DIR CONTAINERD_CONFIG_VERSION CTR_NAMESPACE CONTAINERD_ROOT \
     CONTAINERD_STATE CONTAINERD_ADDRESS CONTAINERD_CONFIG CONTAINERD_LOG CONTAINERD_PID
   if [[ -z ${ZSNAP_ITEST_CONTAINERD_STOP_REGISTERED:-} ]]; then
@@ -172,16 +173,25 @@ containerd_shim_pids() {
 # container processes) it started; remove the runc state of our namespace. Safe to repeat.
 containerd_stop() {
   [[ -n ${CONTAINERD_ADDRESS:-} ]] || return 0
-  local pid shims
+  local pid shims ns namespaces=""
   shims=$(containerd_shim_pids)
+  # Every namespace the test used (while containerd still answers), for the runc state below.
+  if [[ -n ${CONTAINERD_PID:-} ]] && kill -0 "$CONTAINERD_PID" 2>/dev/null; then
+    namespaces=$(itest_ctr namespaces ls -q 2>/dev/null)
+  fi
   if [[ -n ${CONTAINERD_PID:-} ]]; then
     itest_kill_pid "$CONTAINERD_PID" 20
     CONTAINERD_PID=
   fi
+  local c
   for pid in $shims $(containerd_shim_pids); do
     for c in $(itest_descendants "$pid"); do kill -KILL "$c" 2>/dev/null || true; done
     itest_kill_pid "$pid" 5
   done
-  # runc keeps per-namespace state under /run/containerd/runc/<ns> (the shim's default root).
-  [[ -z ${CTR_NAMESPACE:-} ]] || rm -rf "/run/containerd/runc/$CTR_NAMESPACE"
+  # runc keeps per-namespace state under /run/containerd/runc/<ns> (the shim's default root);
+  # the namespaces are this test's own (itest-<pid>...).
+  for ns in $namespaces ${CTR_NAMESPACE:-}; do
+    [[ $ns == itest-* ]] && rm -rf "/run/containerd/runc/$ns"
+  done
+  return 0
 }

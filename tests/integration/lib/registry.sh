@@ -41,6 +41,7 @@ EOF
     # OTEL/bugsnag etc. are not compiled in; nothing here reaches the network.
     "$REGISTRY_BIN" serve "$REGISTRY_DIR/config.yml" >>"$REGISTRY_LOG" 2>&1 &
     REGISTRY_PID=$!
+    itest_track_pid "$REGISTRY_PID"
     export REGISTRY_ADDR REGISTRY_PID REGISTRY_LOG REGISTRY_DIR
     if [[ -z ${ZSNAP_ITEST_REGISTRY_STOP_REGISTERED:-} ]]; then
       itest_on_exit registry_stop

@@ -41,6 +41,7 @@ zsnap_start() {
   zsnap_write_config "$ZSNAP_CONFIG" "$ZSNAP_ROOT" "$ZSNAP_SOCKET" "$extra"
   "$ZSNAP_BIN" serve --config "$ZSNAP_CONFIG" >>"$ZSNAP_LOG" 2>&1 &
   ZSNAP_PID=$!
+  itest_track_pid "$ZSNAP_PID"
   export ZSNAP_ROOT ZSNAP_SOCKET ZSNAP_CONFIG ZSNAP_LOG ZSNAP_PID
   if [[ -z ${ZSNAP_ITEST_STOP_REGISTERED:-} ]]; then
     itest_on_exit zsnap_stop
