@@ -59,7 +59,7 @@ def main():
             "n": len(vs),
         }
     tar_bytes = 0
-    layers_txt = os.path.join(os.path.dirname(os.path.dirname(out)), "layers.txt")
+    layers_txt = os.path.join(out, "layers.txt")
     if os.path.exists(layers_txt):
         for line in open(layers_txt):
             tar_bytes += os.path.getsize(line.split()[2])

@@ -60,16 +60,17 @@ fi
 
 # Blobs are copied to tmpfs once: every mode reads the same bytes from memory, and dropping
 # caches between runs cannot turn one mode's input into a disk read the others do not pay.
-blobs=/dev/shm/zsnap-bench-blobs
+blobs=/dev/shm/zsnap-bench-blobs.$$
 mkdir -p "$blobs"
 layers=()
 while read -r i diffid tar gz zst; do
   for f in "$gz" "$zst"; do
-    [[ -f $blobs/$(basename "$f") ]] || cp "$f" "$blobs/"
+    cp "$f" "$blobs/"
   done
   layers+=("$i")
 done <"$cache/layers.txt"
-in_bytes=$(cat "$cache"/blobs/layer*.tar | wc -c)
+cp "$cache/layers.txt" "$out/layers.txt"
+in_bytes=$(awk '{print $3}' "$cache/layers.txt" | xargs cat | wc -c)
 log "${#layers[@]} layers, $((in_bytes / 1048576)) MiB of tar; zsnap=${zsnap:-none}"
 
 img_size=$(( in_bytes * 5 / 2 + (1 << 30) ))
@@ -87,7 +88,7 @@ cleanup() {
   mountpoint -q "$mnt" && umount "$mnt"
   [[ -n $loopdev ]] && losetup -d "$loopdev" 2>/dev/null
   rm -f "$img"
-  rm -rf "$rootdir"
+  rm -rf "$rootdir" "$blobs"
 }
 trap cleanup EXIT
 
