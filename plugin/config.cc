@@ -8,11 +8,13 @@
 #include <functional>
 #include <limits>
 #include <map>
+#include <sstream>
 #include <string_view>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "spdlog/common.h"
 #include "toml++/toml.h"
 
 namespace zsnap::plugin {
@@ -165,6 +167,18 @@ absl::StatusOr<UserXattr> ParseUserXattr(absl::string_view name) {
       absl::StrCat("unknown userxattr mode \"", name, "\" (want auto, on or off)"));
 }
 
+absl::string_view UserXattrName(UserXattr mode) {
+  switch (mode) {
+    case UserXattr::kOn:
+      return "on";
+    case UserXattr::kOff:
+      return "off";
+    case UserXattr::kAuto:
+      break;
+  }
+  return "auto";
+}
+
 absl::StatusOr<Config> Config::Load(const std::string& path) {
   absl::StatusOr<std::string> text = ReadSmallFile(path);
   if (!text.ok()) return text.status();
@@ -261,6 +275,27 @@ absl::Status Config::Validate() const {
         "address \"", address, "\" is longer than the 107 bytes a unix socket allows"));
   }
   return absl::OkStatus();
+}
+
+std::string Config::ToToml() const {
+  const auto level = spdlog::level::to_string_view(log_level);
+  const auto str = [](absl::string_view v) { return std::string(v.data(), v.size()); };
+  toml::table doc{
+      {"root", root},
+      {"address", address},
+      {"log_level", std::string(level.data(), level.size())},
+      {"log_format", str(LogFormatName(log_format))},
+      {"userxattr", str(UserXattrName(userxattr))},
+      {"unpack",
+       toml::table{
+           {"writer_threads", unpack.writer_threads},
+           {"max_uncompressed_bytes", static_cast<int64_t>(unpack.max_uncompressed_bytes)},
+           {"zstd_window_log_max", unpack.zstd_window_log_max},
+       }},
+  };
+  std::ostringstream out;
+  out << doc << "\n";
+  return out.str();
 }
 
 }  // namespace zsnap::plugin

@@ -53,6 +53,8 @@ struct UnpackConfig {
   int zstd_window_log_max = unpack::UnpackLimits{}.zstd_window_log_max;
 
   unpack::UnpackLimits Limits() const;
+
+  friend bool operator==(const UnpackConfig&, const UnpackConfig&) = default;
 };
 
 struct Config {
@@ -70,8 +72,14 @@ struct Config {
 
   // Checks what a command line may have overridden: root and address absolute, non-empty.
   absl::Status Validate() const;
+
+  // The configuration as a TOML document that Parse() reads back to an equal Config.
+  std::string ToToml() const;
+
+  friend bool operator==(const Config&, const Config&) = default;
 };
 
 absl::StatusOr<overlay::SnapshotterOptions::UserXattr> ParseUserXattr(absl::string_view name);
+absl::string_view UserXattrName(overlay::SnapshotterOptions::UserXattr mode);
 
 }  // namespace zsnap::plugin

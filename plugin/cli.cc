@@ -1,0 +1,296 @@
+#include "plugin/cli.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <optional>
+#include <stop_token>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "plugin/config.h"
+#include "plugin/daemon.h"
+#include "plugin/logging.h"
+#include "plugin/signals.h"
+#include "plugin/unpack_command.h"
+#include "unpack/timing.h"
+
+namespace zsnap::plugin {
+namespace {
+
+constexpr char kUsage[] =
+    R"(zsnap - a containerd proxy snapshotter over overlayfs, with a streaming layer unpacker
+
+Usage:
+  zsnap serve [--config FILE] [--root DIR] [--address SOCKET] [--log-level LEVEL]
+              [--log-format text|json]
+  zsnap unpack [--media-type T] [--digest sha256:..] [--diff-id sha256:..] [--threads N]
+               [--json] [--config FILE] BLOB|- DEST
+  zsnap config check FILE | zsnap config default
+  zsnap version
+  zsnap help [COMMAND]
+
+Run 'zsnap help COMMAND' or 'zsnap COMMAND --help' for a command's options.
+)";
+
+constexpr char kServeUsage[] =
+    R"(Usage: zsnap serve [--config FILE] [--root DIR] [--address SOCKET] [--log-level LEVEL]
+                   [--log-format text|json]
+
+Serves containerd's Snapshots API (containerd.services.snapshots.v1) on a unix socket until
+SIGINT or SIGTERM, then shuts down gracefully. Point containerd at it with
+  [proxy_plugins.zsnap]
+    type = "snapshot"
+    address = "/run/zsnap/zsnap.sock"
+
+Options:
+  --config FILE        TOML config (see 'zsnap config default'); without it, the defaults
+  --root DIR           state directory, overrides the config (default /var/lib/zsnap)
+  --address SOCKET     unix socket path, overrides the config (default /run/zsnap/zsnap.sock)
+  --log-level LEVEL    trace|debug|info|warn|error|critical|off, overrides the config
+  --log-format FORMAT  text|json, overrides the config
+)";
+
+constexpr char kUnpackUsage[] =
+    R"(Usage: zsnap unpack [options] BLOB|- DEST
+
+Unpacks one OCI layer blob (a file, or '-' for stdin) into directory DEST in overlayfs form
+(whiteouts as 0/0 character devices, opaque directories as xattrs). DEST is created if
+missing and must be empty otherwise; on error nothing is left behind in it. Prints a timing
+table, or with --json the timing record as one JSON object.
+
+Options:
+  --media-type T    layer media type (…tar, …tar+gzip, …tar+zstd); default: detect
+  --digest D        expected sha256:<hex> of the blob; mismatch fails the unpack
+  --diff-id D       expected sha256:<hex> of the uncompressed tar stream
+  --threads N       writer threads, 0..1024 (0 = from the CPU count; default from config)
+  --json            print the timing record as JSON instead of a table
+  --config FILE     take the [unpack] limits and userxattr from this config file
+)";
+
+constexpr char kConfigUsage[] =
+    R"(Usage: zsnap config check FILE
+       zsnap config default
+
+check    parse and validate FILE, then print the effective configuration
+default  print the default configuration (every key, as TOML)
+)";
+
+constexpr char kVersionUsage[] = "Usage: zsnap version\n\nPrints the version of zsnap.\n";
+
+const char* UsageFor(absl::string_view command) {
+  if (command == "serve") return kServeUsage;
+  if (command == "unpack") return kUnpackUsage;
+  if (command == "config") return kConfigUsage;
+  if (command == "version") return kVersionUsage;
+  return nullptr;
+}
+
+// Prints "zsnap CMD: message" and the usage hint; returns kExitUsage.
+int UsageError(std::ostream& err, absl::string_view command, absl::string_view message) {
+  err << "zsnap " << command << ": " << message << "\n"
+      << "Run 'zsnap help " << command << "' for usage.\n";
+  return kExitUsage;
+}
+
+int Failure(std::ostream& err, absl::string_view command, const absl::Status& status) {
+  err << "zsnap " << command << ": " << status.message() << "\n";
+  return kExitFailure;
+}
+
+std::optional<std::string> Value(const ParsedArgs& args, const std::string& name) {
+  auto it = args.values.find(name);
+  if (it == args.values.end()) return std::nullopt;
+  return it->second;
+}
+
+int Serve(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
+  if (!args.positional.empty()) {
+    return UsageError(err, "serve", absl::StrCat("unexpected argument '", args.positional[0], "'"));
+  }
+  Config config;
+  if (std::optional<std::string> path = Value(args, "config")) {
+    absl::StatusOr<Config> loaded = Config::Load(*path);
+    if (!loaded.ok()) return Failure(err, "serve", loaded.status());
+    config = *std::move(loaded);
+  }
+  if (auto root = Value(args, "root")) config.root = *root;
+  if (auto address = Value(args, "address")) config.address = *address;
+  if (auto level = Value(args, "log-level")) {
+    absl::StatusOr<spdlog::level::level_enum> parsed = ParseLogLevel(*level);
+    if (!parsed.ok()) return UsageError(err, "serve", parsed.status().message());
+    config.log_level = *parsed;
+  }
+  if (auto format = Value(args, "log-format")) {
+    absl::StatusOr<LogFormat> parsed = ParseLogFormat(*format);
+    if (!parsed.ok()) return UsageError(err, "serve", parsed.status().message());
+    config.log_format = *parsed;
+  }
+  if (absl::Status s = config.Validate(); !s.ok()) return Failure(err, "serve", s);
+  if (absl::Status s = RunDaemon(config); !s.ok()) return Failure(err, "serve", s);
+  return kExitOk;
+}
+
+int Unpack(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
+  if (args.positional.size() != 2) {
+    return UsageError(err, "unpack", "want exactly two arguments: BLOB|- DEST");
+  }
+  UnpackArgs unpack_args;
+  unpack_args.blob = args.positional[0];
+  unpack_args.dest = args.positional[1];
+  unpack_args.media_type = Value(args, "media-type").value_or("");
+  unpack_args.digest = Value(args, "digest");
+  unpack_args.diff_id = Value(args, "diff-id");
+  if (auto threads = Value(args, "threads")) {
+    int n = 0;
+    if (!absl::SimpleAtoi(*threads, &n) || n < 0 || n > 1024) {
+      return UsageError(
+          err, "unpack",
+          absl::StrCat("--threads wants an integer in 0..1024, got '", *threads, "'"));
+    }
+    unpack_args.threads = n;
+  }
+  if (auto path = Value(args, "config")) {
+    absl::StatusOr<Config> config = Config::Load(*path);
+    if (!config.ok()) return Failure(err, "unpack", config.status());
+    unpack_args.limits = config->unpack;
+    unpack_args.userxattr = config->userxattr == overlay::SnapshotterOptions::UserXattr::kOn;
+  }
+
+  // Library warnings go to stderr; stdout carries only the result.
+  SetupLogging({.level = spdlog::level::warn, .format = LogFormat::kText});
+  // Ctrl-C cancels the unpack, which then removes its partial output.
+  std::stop_source stop;
+  absl::StatusOr<std::unique_ptr<SignalWatcher>> signals =
+      SignalWatcher::Start([&stop](int) { stop.request_stop(); });
+  if (!signals.ok()) return Failure(err, "unpack", signals.status());
+
+  absl::StatusOr<unpack::LayerTiming> timing = RunUnpack(unpack_args, stop.get_token());
+  signals->reset();
+  if (!timing.ok()) return Failure(err, "unpack", timing.status());
+  if (args.bools.contains("json")) {
+    out << unpack::ToJson(*timing).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
+        << "\n";
+  } else {
+    out << FormatTimingTable(*timing);
+  }
+  return kExitOk;
+}
+
+int ConfigCommand(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
+  const std::vector<std::string>& pos = args.positional;
+  if (pos.size() == 1 && pos[0] == "default") {
+    out << Config().ToToml();
+    return kExitOk;
+  }
+  if (pos.size() == 2 && pos[0] == "check") {
+    absl::StatusOr<Config> config = Config::Load(pos[1]);
+    if (!config.ok()) return Failure(err, "config", config.status());
+    out << "# " << pos[1] << ": ok; effective configuration:\n" << config->ToToml();
+    return kExitOk;
+  }
+  return UsageError(err, "config", "want 'check FILE' or 'default'");
+}
+
+int Version(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
+  if (!args.positional.empty()) return UsageError(err, "version", "takes no arguments");
+  out << "zsnap " << ZSNAP_VERSION << " (grpc " << grpc::Version() << ")\n";
+  return kExitOk;
+}
+
+}  // namespace
+
+absl::StatusOr<ParsedArgs> ParseArgs(absl::Span<const std::string> args,
+                                     const std::set<std::string>& value_flags,
+                                     const std::set<std::string>& bool_flags) {
+  ParsedArgs parsed;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& arg = args[i];
+    if (arg == "--") {
+      parsed.positional.insert(parsed.positional.end(), args.begin() + i + 1, args.end());
+      break;
+    }
+    if (arg == "-h" || arg == "--help") {
+      parsed.help = true;
+      continue;
+    }
+    if (arg.size() < 2 || arg[0] != '-') {  // includes "-" (stdin)
+      parsed.positional.push_back(arg);
+      continue;
+    }
+    if (arg[1] != '-') {
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown flag '", arg, "' (flags are spelled --name)"));
+    }
+    const size_t eq = arg.find('=');
+    const std::string name = arg.substr(2, eq == std::string::npos ? std::string::npos : eq - 2);
+    if (bool_flags.contains(name)) {
+      if (eq != std::string::npos) {
+        return absl::InvalidArgumentError(absl::StrCat("flag --", name, " takes no value"));
+      }
+      parsed.bools.insert(name);
+      continue;
+    }
+    if (!value_flags.contains(name)) {
+      return absl::InvalidArgumentError(absl::StrCat("unknown flag --", name));
+    }
+    if (eq != std::string::npos) {
+      parsed.values[name] = arg.substr(eq + 1);
+    } else if (i + 1 < args.size()) {
+      parsed.values[name] = args[++i];
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat("flag --", name, " needs a value"));
+    }
+  }
+  return parsed;
+}
+
+int RunCli(int argc, char** argv, std::ostream& out, std::ostream& err) {
+  const std::vector<std::string> all(argv + 1, argv + argc);
+  if (all.empty()) {
+    err << kUsage;
+    return kExitUsage;
+  }
+  const std::string& command = all[0];
+  const absl::Span<const std::string> rest = absl::MakeConstSpan(all).subspan(1);
+
+  if (command == "help" || command == "--help" || command == "-h") {
+    if (rest.empty()) {
+      out << kUsage;
+      return kExitOk;
+    }
+    if (const char* usage = UsageFor(rest[0])) {
+      out << usage;
+      return kExitOk;
+    }
+    return UsageError(err, "help", absl::StrCat("unknown command '", rest[0], "'"));
+  }
+  if (command == "--version") return Version({}, out, err);
+
+  struct Command {
+    std::set<std::string> value_flags;
+    std::set<std::string> bool_flags;
+    int (*run)(const ParsedArgs&, std::ostream&, std::ostream&);
+  };
+  const std::map<std::string, Command> commands = {
+      {"serve", {{"config", "root", "address", "log-level", "log-format"}, {}, Serve}},
+      {"unpack", {{"media-type", "digest", "diff-id", "threads", "config"}, {"json"}, Unpack}},
+      {"config", {{}, {}, ConfigCommand}},
+      {"version", {{}, {}, Version}},
+  };
+  auto it = commands.find(command);
+  if (it == commands.end()) {
+    err << "zsnap: unknown command '" << command << "'\n\n" << kUsage;
+    return kExitUsage;
+  }
+  absl::StatusOr<ParsedArgs> parsed =
+      ParseArgs(rest, it->second.value_flags, it->second.bool_flags);
+  if (!parsed.ok()) return UsageError(err, command, parsed.status().message());
+  if (parsed->help) {
+    out << UsageFor(command);
+    return kExitOk;
+  }
+  return it->second.run(*parsed, out, err);
+}
+
+}  // namespace zsnap::plugin
