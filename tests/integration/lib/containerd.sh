@@ -75,6 +75,13 @@ containerd_write_config() {
   stream_server_port = \"0\""
     fi
   fi
+  # exports: root is honoured from 1.6.32/1.7.16 (CRI image-fs stats); 2.1+ transfer pulls add
+  # the cri.* snapshot labels only with enable_remote_snapshot_annotations.
+  local exports="
+  [proxy_plugins.zsnap.exports]
+    root = \"${ZSNAP_ROOT:-}\""
+  [[ $version == 2 ]] || exports+="
+    enable_remote_snapshot_annotations = \"true\""
   local transfer=""
   if [[ $version != 2 ]]; then
     # 2.x ctr pulls through the transfer service, which unpacks only for listed snapshotters.
@@ -109,6 +116,7 @@ $cri_conf
   [proxy_plugins.zsnap]
     type = "snapshot"
     address = "$ZSNAP_SOCKET"
+$exports
 ${CONTAINERD_EXTRA_TOML:-}
 EOF
 }
