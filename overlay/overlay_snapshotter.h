@@ -70,7 +70,8 @@ class OverlaySnapshotter final : public Snapshotter {
   // A fresh, empty, busy-registered rm-XXXXXX to rename a doomed tree onto.
   absl::StatusOr<std::string> MakeTrashDir();
   // Moves whatever occupies `path` (a directory or a file) out of the way into trash; returns
-  // the trash path, empty if `path` was a non-directory and has just been unlinked.
+  // the trash path, or empty if there is nothing left to remove (`path` was a non-directory
+  // and has been unlinked, or has vanished).
   absl::StatusOr<std::string> MoveAside(const std::string& path);
   // The orphan pass of Cleanup(): returns the error that stopped moving orphans aside (the
   // part that must succeed before new ids are handed out); tree removal errors go to

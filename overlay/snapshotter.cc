@@ -148,8 +148,13 @@ absl::StatusOr<std::string> OverlaySnapshotter::MakeTrashDir() {
 }
 
 absl::StatusOr<std::string> OverlaySnapshotter::MoveAside(const std::string& path) {
+  // ENOENT anywhere: the entry went away by itself (a concurrent Remove or Cleanup took it),
+  // which is all this wanted.
   struct stat st;
-  if (lstat(path.c_str(), &st) != 0) return ErrnoStatus("lstat", path, errno);
+  if (lstat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return std::string();
+    return ErrnoStatus("lstat", path, errno);
+  }
   if (!S_ISDIR(st.st_mode)) {
     if (unlink(path.c_str()) != 0 && errno != ENOENT) return ErrnoStatus("unlink", path, errno);
     return std::string();
@@ -159,6 +164,7 @@ absl::StatusOr<std::string> OverlaySnapshotter::MoveAside(const std::string& pat
   if (rename(path.c_str(), trash.c_str()) != 0) {
     const int err = errno;
     (void)RemoveBusyTree(trash);
+    if (err == ENOENT) return std::string();
     return ErrnoStatus("rename", path, err);
   }
   return trash;
