@@ -56,8 +56,10 @@ if [[ ! -x $zsnap ]]; then
   finish
 fi
 
+mountpoint -q "$work/derived/merged" 2>/dev/null && umount "$work/derived/merged"
 rm -rf "$work"
 mkdir -p "$work" "$cache"
+trap 'mountpoint -q "$work/derived/merged" 2>/dev/null && umount "$work/derived/merged"' EXIT
 log "building refapply and treediff"
 if ! "$tools_src/build.sh" "$build/difftools" >"$work/build-tools.log" 2>&1; then
   fail "setup: build refapply/treediff" "go build failed" "$work/build-tools.log"
@@ -300,8 +302,8 @@ PY
       python3 "$tools_src/dirtar.py" --overlay-upper "$dv/upper" "$dv/derived.tar"
       gzip -n -6 -c "$dv/derived.tar" >"$dv/derived.tar.gz"
       zstd -q -3 -c "$dv/derived.tar" >"$dv/derived.tar.zst"
-      nwh=$(tar -tf "$dv/derived.tar" | grep -c '/\.wh\.' || true)
-      log "derived layer: $(tar -tf "$dv/derived.tar" | wc -l) entries, $nwh whiteout/opaque markers"
+      nwh=$(tar -tf "$dv/derived.tar" 2>/dev/null | grep -c '/\.wh\.' || true)
+      log "derived layer: $(tar -tf "$dv/derived.tar" 2>/dev/null | wc -l) entries, $nwh whiteout/opaque markers"
       compare "derived.tar.gz" "$dv/derived.tar.gz"
       compare "derived.tar.zst" "$dv/derived.tar.zst"
     fi

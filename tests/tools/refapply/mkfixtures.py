@@ -18,7 +18,7 @@ tarfile (PAX), entry by entry, so the odd cases a real layer may hold are spelle
   paths       ./ and / prefixes, .. that would escape, a symlinked parent (absolute and
               relative) that must resolve inside the root, implied parent directories
   quirks      a hardlink to a symlink, a 0/0 char device in the tar, .wh..wh.<x> meta names
-  bulk        thousands of small files over many directories, a 48 MiB random file
+  bulk        thousands of small files over many directories, a 16 MiB random file
   xerr-*      layers both appliers must reject (exit non-zero); nothing is compared
 
 Producer variants (gzip multi-member, zstd multi-frame and skippable frames, trailing bytes
@@ -252,7 +252,7 @@ def bulk(l):
     for d in range(10):
         l.dir(f"tree/{d:02d}", mtime_ns=T0 * 10**9 + d)
     l.dir("tree")
-    l.file("big/random-48M", rnd.randbytes(48 << 20))
+    l.file("big/random-16M", rnd.randbytes(16 << 20))
     l.file("big/zeros-8M", bytes(8 << 20))
 
 
