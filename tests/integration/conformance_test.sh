@@ -95,6 +95,7 @@ if [[ ${ZSNAP_CONFORMANCE_REFERENCE:-1} != 0 ]]; then
   "$bin/refsnap" -root "$ITEST_DIR/ref-root" -address "$ref_sock" >"$keep_dir/refsnap.log" 2>&1 &
   ref_pid=$!
   itest_on_exit "itest_kill_pid $ref_pid"
+  ! declare -F itest_track_pid >/dev/null || itest_track_pid "$ref_pid"
   if itest_wait_for 30 "reference snapshotter socket" itest_socket_accepts "$ref_sock"; then
     run_conformance reference "$ref_sock"
   else
