@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the benchmark image: a ~1.4 GB python3 + numpy/scipy/pandas rootfs from Debian
+# Builds the benchmark image: a ~2.1 GB python3 + numpy/scipy/pandas rootfs from Debian
 # packages, as several layers, reproducibly (same mirror state -> same layers):
 #
 #   layer 1  debootstrap --variant=minbase bookworm

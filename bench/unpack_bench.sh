@@ -5,7 +5,7 @@
 #   sudo bench/images.sh                       # once: builds the image (cached)
 #   sudo bench/unpack_bench.sh [--reps N] [--rootfs-reps N] [--out DIR] [--modes "m1 m2"]
 #
-# Env: ZSNAP_BIN (default build-ref/zsnap, then build/zsnap), ZSNAP_BENCH_CACHE (images.sh
+# Env: ZSNAP_BIN (default build-ref/plugin/zsnap, then build/plugin/zsnap), ZSNAP_BENCH_CACHE (images.sh
 # output, default /var/tmp/zsnap-bench), BENCH_IMG_DIR (where the ext4 image file lives;
 # default /dev/shm when it has room, so the host disk is not in the measurement).
 #
@@ -46,7 +46,7 @@ log() { printf 'unpack_bench: %s\n' "$*" >&2; }
 [[ -f $cache/layers.txt ]] || { log "no $cache/layers.txt: run bench/images.sh first"; exit 1; }
 
 zsnap=${ZSNAP_BIN:-}
-for c in "$zsnap" "$src/build-ref/zsnap" "$src/build/zsnap"; do
+for c in "$zsnap" "$src/build-ref/plugin/zsnap" "$src/build/plugin/zsnap"; do
   [[ -n $c && -x $c ]] && { zsnap=$c; break; }
 done
 mkdir -p "$out"

@@ -25,7 +25,7 @@ set -uo pipefail
 
 src=${ZSNAP_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 build=${ZSNAP_BUILD_DIR:-$src/build}
-zsnap=${ZSNAP_BIN:-$build/zsnap}
+zsnap=${ZSNAP_BIN:-$build/plugin/zsnap}
 tools_src=$src/tests/tools/refapply
 work=$build/itest/differential
 cache=$build/cache
