@@ -60,7 +60,7 @@ missing and must be empty otherwise; on error nothing is left behind in it. Prin
 table, or with --json the timing record as one JSON object.
 
 Options:
-  --media-type T    layer media type (…tar, …tar+gzip, …tar+zstd); default: detect
+  --media-type T    layer media type (...tar, ...tar+gzip, ...tar+zstd); default: detect
   --digest D        expected sha256:<hex> of the blob; mismatch fails the unpack
   --diff-id D       expected sha256:<hex> of the uncompressed tar stream
   --threads N       writer threads, 0..1024 (0 = from the CPU count; default from config)

@@ -22,17 +22,17 @@ LogFormat g_format = LogFormat::kText;
 // The fields of the LogEvent call being formatted on this thread. spdlog's synchronous
 // logger formats in the caller's thread, so JsonFormatter sees exactly the fields of the
 // message it is formatting; plain spdlog calls find it null.
-thread_local const nlohmann::json* tls_fields = nullptr;
+thread_local const nlohmann::ordered_json* tls_fields = nullptr;
 
-std::string Dump(const nlohmann::json& j) {
+std::string Dump(const nlohmann::ordered_json& j) {
   // Labels and keys are caller bytes and may be invalid UTF-8; never throw on them.
-  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
 }
 
 class JsonFormatter final : public spdlog::formatter {
  public:
   void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
-    nlohmann::json line = nlohmann::json::object();
+    nlohmann::ordered_json line = nlohmann::ordered_json::object();
     line["time"] = absl::FormatTime(kTimeFormat, absl::FromChrono(msg.time), absl::UTCTimeZone());
     const auto level = spdlog::level::to_string_view(msg.level);
     line["level"] = std::string(level.data(), level.size());
@@ -112,7 +112,7 @@ void LogEvent(spdlog::level::level_enum level, absl::string_view event,
   spdlog::logger* logger = spdlog::default_logger_raw();
   if (!logger->should_log(level)) return;
   if (g_format == LogFormat::kJson) {
-    nlohmann::json object = nlohmann::json::object();
+    nlohmann::ordered_json object = nlohmann::ordered_json::object();
     for (const auto& [key, value] : fields) object[std::string(key)] = std::string(value);
     tls_fields = &object;
     logger->log(level, spdlog::string_view_t(event.data(), event.size()));

@@ -5,6 +5,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -27,7 +28,7 @@ void LogRpc(bool mutating, absl::string_view op, absl::Time start, const absl::S
   spdlog::level::level_enum level = mutating ? spdlog::level::info : spdlog::level::debug;
   if (IsServerFault(status.code())) level = spdlog::level::err;
   const std::string code = absl::StatusCodeToString(status.code());
-  const std::string ms = absl::StrCat(absl::ToDoubleMilliseconds(absl::Now() - start));
+  const std::string ms = absl::StrFormat("%.3f", absl::ToDoubleMilliseconds(absl::Now() - start));
   fields.emplace_back("code", code);
   if (!status.ok()) fields.emplace_back("error", status.message());
   fields.emplace_back("ms", ms);
