@@ -117,17 +117,21 @@ def main():
                 f"{statistics.median(w):.2f}" if w else "—" for w in ws) + " |")
 
     recs = []
-    for p in sorted(glob.glob(os.path.join(out, "zsnap-*-ext4-*.json"))):
-        base = os.path.basename(p)[len("zsnap-"):-len(".json")]
-        codec, layer, _, rep = base.split("-")
+    for p in sorted(glob.glob(os.path.join(out, "zsnap-*.json"))):
+        codec, layer, tag = os.path.basename(p)[len("zsnap-"):-len(".json")].split("-", 2)
+        fs, _, rep = tag.partition("-")
         try:
-            recs.append((codec, int(layer), int(rep), flatten(json.load(open(p)))))
+            recs.append((fs, codec, int(layer), rep, flatten(json.load(open(p)))))
         except (ValueError, json.JSONDecodeError):
             pass
+    fss = {r[0] for r in recs}
+    pick = "ext4" if "ext4" in fss else (sorted(fss)[0] if fss else None)
+    recs = [r[1:] for r in recs if r[0] == pick]
     if recs:
         keys = [k for k in recs[0][3] if k.endswith(("_s", "busy_s", "wait_s")) or k in (
             "threads", "entries", "bytes_in", "bytes_out")]
-        print("\n## zsnap per-stage breakdown (ext4, median over reps; busy/wait seconds)\n")
+        where = pick if pick in ("ext4", "rootfs") else "last run only"
+        print(f"\n## zsnap per-stage breakdown ({where}, median over reps; seconds)\n")
         print("| codec | layer | " + " | ".join(keys) + " |")
         print("|---|---|" + "---|" * len(keys))
         group = defaultdict(list)

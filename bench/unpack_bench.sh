@@ -104,7 +104,7 @@ layer_cmd() {
     igzip-tar) echo "igzip -dc '$blob' | ${TAR_X[*]} -C '$dest'" ;;
     zstd-tar) echo "zstd -dcq '$blob' | ${TAR_X[*]} -C '$dest'" ;;
     refapply) echo "'$refapply' '$blob' '$dest/layer$i' >/dev/null" ;;
-    zsnap) echo "'$zsnap' unpack '$blob' '$dest/layer$i' --json >'$out/zsnap-$codec-$i-\$BENCH_TAG.json'" ;;
+    zsnap) echo "'$zsnap' unpack '$blob' '$dest/layer$i' --json >\"$out/zsnap-$codec-$i-\$BENCH_TAG.json\"" ;;
   esac
 }
 
