@@ -61,7 +61,7 @@ void EntryMeta::SetTimes(bool has_atime, int64_t atime_s, long atime_ns, int64_t
 }
 
 absl::Status ApplyMetaFd(int fd, const EntryMeta& meta) {
-  if (fchown(fd, meta.uid, meta.gid) != 0) {
+  if (meta.do_chown && fchown(fd, meta.uid, meta.gid) != 0) {
     return SyscallError(absl::StrCat("chown ", meta.uid, ":", meta.gid), errno);
   }
   for (const auto& [key, value] : meta.xattrs) {
@@ -72,17 +72,20 @@ absl::Status ApplyMetaFd(int fd, const EntryMeta& meta) {
       return SyscallError(absl::StrCat("setxattr ", key), errno);
     }
   }
-  if (fchmod(fd, meta.perm) != 0) return SyscallError("chmod", errno);
-  if (futimens(fd, meta.times) != 0) return SyscallError("utimes", errno);
+  if (meta.do_chmod && fchmod(fd, meta.perm) != 0) return SyscallError("chmod", errno);
+  if (meta.do_times && futimens(fd, meta.times) != 0) return SyscallError("utimes", errno);
   return absl::OkStatus();
 }
 
-absl::Status ApplyMetaAt(int dirfd, const char* name, const EntryMeta& meta) {
-  if (fchownat(dirfd, name, meta.uid, meta.gid, AT_SYMLINK_NOFOLLOW) != 0) {
+absl::Status ApplyMetaAt(int dirfd, const char* name, const EntryMeta& meta, mode_t type) {
+  if (meta.do_chown && fchownat(dirfd, name, meta.uid, meta.gid, AT_SYMLINK_NOFOLLOW) != 0) {
     return SyscallError(absl::StrCat("lchown ", meta.uid, ":", meta.gid), errno);
   }
   struct stat st;
-  if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) return SyscallError("lstat", errno);
+  st.st_mode = type;
+  if (type == 0 && fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    return SyscallError("lstat", errno);
+  }
   if (!meta.xattrs.empty()) {
     // No fd to use (opening a device node could have side effects, a symlink cannot be
     // opened): lsetxattr through the parent's /proc fd link, last component not followed.
@@ -98,38 +101,34 @@ absl::Status ApplyMetaAt(int dirfd, const char* name, const EntryMeta& meta) {
   }
   // lchmod: symlinks have no mode of their own; anything else is not a symlink, so the
   // following fchmodat cannot leave the parent.
-  if (!S_ISLNK(st.st_mode) && fchmodat(dirfd, name, meta.perm, 0) != 0) {
+  if (meta.do_chmod && !S_ISLNK(st.st_mode) && fchmodat(dirfd, name, meta.perm, 0) != 0) {
     return SyscallError("chmod", errno);
   }
-  if (utimensat(dirfd, name, meta.times, AT_SYMLINK_NOFOLLOW) != 0) {
+  if (meta.do_times && utimensat(dirfd, name, meta.times, AT_SYMLINK_NOFOLLOW) != 0) {
     return SyscallError("utimes", errno);
   }
   return absl::OkStatus();
 }
 
-absl::StatusOr<ScopedFd> CreateFile(int dirfd, const char* name) {
+absl::StatusOr<ScopedFd> CreateFile(int dirfd, const char* name, mode_t mode) {
   int fd = -1;
   absl::Status s = CreateReplacing(dirfd, name, "create", [&] {
-    fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
     return fd < 0 ? -1 : 0;
   });
   if (!s.ok()) return s;
   return ScopedFd(fd);
 }
 
-absl::StatusOr<ScopedFd> MakeDir(int dirfd, const char* name) {
-  if (mkdirat(dirfd, name, 0700) != 0) {
-    if (errno != EEXIST) return SyscallError("mkdir", errno);
-    struct stat st;
-    if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) return SyscallError("lstat", errno);
-    if (!S_ISDIR(st.st_mode)) {
-      if (absl::Status s = RemoveAllAt(dirfd, name); !s.ok()) return s;
-      if (mkdirat(dirfd, name, 0700) != 0) return SyscallError("mkdir", errno);
-    }
-  }
-  int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) return SyscallError("open directory", errno);
-  return ScopedFd(fd);
+absl::StatusOr<bool> MakeDir(int dirfd, const char* name, mode_t mode) {
+  if (mkdirat(dirfd, name, mode) == 0) return true;
+  if (errno != EEXIST) return SyscallError("mkdir", errno);
+  struct stat st;
+  if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) return SyscallError("lstat", errno);
+  if (S_ISDIR(st.st_mode)) return false;  // merge
+  if (absl::Status s = RemoveAllAt(dirfd, name); !s.ok()) return s;
+  if (mkdirat(dirfd, name, mode) != 0) return SyscallError("mkdir", errno);
+  return true;
 }
 
 absl::Status MakeSymlink(int dirfd, const char* name, const char* target) {

@@ -36,6 +36,12 @@ struct EntryMeta {
   struct timespec times[2]  // atime, mtime as utimensat takes them
       = {};
   std::vector<std::pair<std::string, std::string>> xattrs;  // name, value
+  // Steps the caller proved redundant for a new entry (see tar_extractor.cc CreatePolicy):
+  // the kernel already gave it this owner / these permission bits. Times are skipped for a
+  // directory at creation because they are set again after its children.
+  bool do_chown = true;
+  bool do_chmod = true;
+  bool do_times = true;
 
   // Sets `times` the way containerd does: atime = max(atime, mtime); a time before the epoch
   // or past what int64 nanoseconds hold becomes the epoch (archive.boundTime).
@@ -45,15 +51,16 @@ struct EntryMeta {
 // chown, xattrs, chmod, times on an open regular file or directory.
 absl::Status ApplyMetaFd(int fd, const EntryMeta& meta);
 
-// The same for `name` in `dirfd` without opening it: symlinks (no chmod, lchown/lutimes),
-// devices, fifos and hard links (whose target may be a symlink).
-absl::Status ApplyMetaAt(int dirfd, const char* name, const EntryMeta& meta);
+// The same for `name` in `dirfd` without opening it: directories, symlinks (no chmod,
+// lchown/lutimes), devices, fifos and hard links. `type` is the S_IFMT bits of what `name` is,
+// or 0 when unknown (a hard link, whose target may be a symlink): then it is looked up.
+absl::Status ApplyMetaAt(int dirfd, const char* name, const EntryMeta& meta, mode_t type);
 
-// Creates an empty regular file for writing (mode 0600 until ApplyMetaFd).
-absl::StatusOr<ScopedFd> CreateFile(int dirfd, const char* name);
+// Creates an empty regular file with permission bits `mode` and opens it for writing.
+absl::StatusOr<ScopedFd> CreateFile(int dirfd, const char* name, mode_t mode);
 
-// Creates a directory, or keeps an existing one (merge), and opens it.
-absl::StatusOr<ScopedFd> MakeDir(int dirfd, const char* name);
+// Creates a directory with `mode`, or keeps an existing one (merge). True if created.
+absl::StatusOr<bool> MakeDir(int dirfd, const char* name, mode_t mode);
 
 absl::Status MakeSymlink(int dirfd, const char* name, const char* target);
 

@@ -25,16 +25,17 @@ struct FileWriterPool::Job {
   std::string entry;
   EntryMeta meta;
   uint64_t size = 0;
-  uint64_t end = 0;  // producer: highest offset appended
-  dev_t dev = 0;
-  ino_t ino = 0;
+  uint64_t end = 0;   // producer: highest offset appended
+  dev_t dir_dev = 0;  // where it was created, for WaitForEntry
+  ino_t dir_ino = 0;
+  std::string name;
   // Guarded by the pool's mu_ (not expressible as an annotation on a nested type):
   int pending = 0;   // queued items + the producer's hold until EndFile
   bool done = true;  // finalized and back on the free list
 };
 
 FileWriterPool::FileWriterPool(int threads, size_t slab_size, size_t slab_count)
-    : slab_size_(slab_size) {
+    : threads_(std::max(threads, 0)), slab_size_(slab_size) {
   if (threads <= 0) {
     jobs_.push_back(std::make_unique<Job>());  // the one inline job, reused
     return;
@@ -76,7 +77,8 @@ absl::Status FileWriterPool::Failure() {
 
 absl::StatusOr<FileWriterPool::Job*> FileWriterPool::BeginFile(ScopedFd fd, std::string_view entry,
                                                                const EntryMeta& meta, uint64_t size,
-                                                               dev_t dev, ino_t ino) {
+                                                               const struct stat& dir,
+                                                               std::string_view name) {
   Job* job;
   if (writers_.empty()) {
     job = jobs_.front().get();
@@ -100,10 +102,14 @@ absl::StatusOr<FileWriterPool::Job*> FileWriterPool::BeginFile(ScopedFd fd, std:
   job->meta.times[0] = meta.times[0];
   job->meta.times[1] = meta.times[1];
   job->meta.xattrs.assign(meta.xattrs.begin(), meta.xattrs.end());
+  job->meta.do_chown = meta.do_chown;
+  job->meta.do_chmod = meta.do_chmod;
+  job->meta.do_times = meta.do_times;
   job->size = size;
   job->end = 0;
-  job->dev = dev;
-  job->ino = ino;
+  job->dir_dev = dir.st_dev;
+  job->dir_ino = dir.st_ino;
+  job->name.assign(name);
   return job;
 }
 
@@ -175,13 +181,14 @@ absl::Status FileWriterPool::EndFile(Job* job) {
   return failed_ ? error_ : absl::OkStatus();
 }
 
-void FileWriterPool::WaitForInode(dev_t dev, ino_t ino) {
+void FileWriterPool::WaitForEntry(const struct stat& dir, std::string_view name) {
   if (writers_.empty()) return;
   auto start = std::chrono::steady_clock::now();
   absl::MutexLock lock(&mu_);
   for (const auto& job : jobs_) {
-    // dev/ino are written by this (producer) thread only.
-    if (job->dev == dev && job->ino == ino && !job->done) {
+    // dir_dev, dir_ino and name are written by this (producer) thread only.
+    if (!job->done && job->dir_ino == dir.st_ino && job->dir_dev == dir.st_dev &&
+        job->name == name) {
       mu_.Await(absl::Condition(&job->done));
     }
   }

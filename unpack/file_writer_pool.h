@@ -13,8 +13,10 @@
 // Bounds: memory = slab_count * slab_size; open fds and queued items are bounded by the
 // fixed number of file jobs. When either runs out, the producer waits (backpressure).
 //
-// Ordering the extractor relies on: WaitForInode(dev, ino) returns once no job is writing
-// that inode (a hard link must not apply its metadata before its target's writer does).
+// Ordering the extractor relies on: WaitForEntry(dir, name) returns once no job is writing
+// the file created as `name` in directory `dir` (a hard link must not apply its metadata
+// before its target's writer does). Any other name for a job's inode can only come from a
+// hard link, which waited for the job, so the creation name identifies the job exactly.
 // Finish() drains everything; directory times are fixed by the caller after it.
 //
 // With 0 threads everything runs inline on the caller's thread, without copying.
@@ -23,6 +25,7 @@
 // joined by Finish() or the destructor. Lock order: mu_ is the only lock.
 #pragma once
 
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <atomic>
@@ -53,20 +56,21 @@ class FileWriterPool {
   FileWriterPool(const FileWriterPool&) = delete;
   FileWriterPool& operator=(const FileWriterPool&) = delete;
 
-  // Takes ownership of `fd`. `meta` is copied. `size` is the file's final size (sparse
-  // files: the tail hole is made with ftruncate). Fails with the first writer error.
+  // Takes ownership of `fd`, created as `name` in the directory `dir` (st_dev/st_ino
+  // identify it). `meta` is copied. `size` is the file's final size (sparse files: the tail
+  // hole is made with ftruncate). Fails with the first writer error.
   absl::StatusOr<Job*> BeginFile(ScopedFd fd, std::string_view entry, const EntryMeta& meta,
-                                 uint64_t size, dev_t dev, ino_t ino);
+                                 uint64_t size, const struct stat& dir, std::string_view name);
   absl::Status Append(Job* job, std::span<const std::byte> data, uint64_t offset);
   absl::Status EndFile(Job* job);
 
-  // Blocks while a job writes inode (dev, ino).
-  void WaitForInode(dev_t dev, ino_t ino);
+  // Blocks while a job writes the file created as `name` in directory `dir`.
+  void WaitForEntry(const struct stat& dir, std::string_view name);
 
   // Waits for every job, stops the writers, returns the first error.
   absl::Status Finish();
 
-  int threads() const { return static_cast<int>(writers_.size()); }
+  int threads() const { return threads_; }  // 0 = inline
   // Time spent in write syscalls (summed over writers) and time the producer waited.
   StageTime time() const { return time_; }
 
@@ -89,6 +93,7 @@ class FileWriterPool {
   absl::Status Failure() ABSL_LOCKS_EXCLUDED(mu_);
   void Release(Slab* slab) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
+  const int threads_;
   const size_t slab_size_;
   std::unique_ptr<std::byte[]> storage_;
   std::vector<Slab> slabs_;

@@ -74,12 +74,20 @@ absl::StatusOr<SafeRoot> SafeRoot::Open(const std::string& dest) {
     return SyscallError("openat2 (needs Linux >= 5.6)", err);
   }
   close(probe);
-  return SafeRoot(ScopedFd(fd));
+  SafeRoot root{ScopedFd(fd)};
+  if (fstat(fd, &root.root_stat_) != 0) return SyscallError("stat destination", errno);
+  return root;
 }
 
 absl::StatusOr<int> SafeRoot::Dir(std::string_view dir, bool create) {
-  if (dir.empty()) return root_.get();
-  if (cached_fd_.valid() && dir == cached_path_) return cached_fd_.get();
+  if (dir.empty()) {
+    last_stat_ = root_stat_;
+    return root_.get();
+  }
+  if (cached_fd_.valid() && dir == cached_path_) {
+    last_stat_ = cached_stat_;
+    return cached_fd_.get();
+  }
   cached_fd_.Reset();
   cached_path_.assign(dir);
   int fd = Openat2(root_.get(), cached_path_.c_str(), O_RDONLY | O_DIRECTORY);
@@ -92,6 +100,11 @@ absl::StatusOr<int> SafeRoot::Dir(std::string_view dir, bool create) {
     fd = made->Release();
   }
   cached_fd_.Reset(fd);
+  if (fstat(fd, &cached_stat_) != 0) {
+    cached_fd_.Reset();
+    return SyscallError(absl::StrCat("stat \"", ToAbsl(dir), "\""), errno);
+  }
+  last_stat_ = cached_stat_;
   return fd;
 }
 

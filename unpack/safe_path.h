@@ -12,6 +12,8 @@
 // extraction thread uses it.
 #pragma once
 
+#include <sys/stat.h>
+
 #include <string>
 #include <string_view>
 #include <utility>
@@ -65,6 +67,16 @@ class SafeRoot {
   // (ENOTDIR: a component is not a directory), ELOOP for symlink cycles.
   absl::StatusOr<int> Dir(std::string_view dir, bool create);
 
+  // Forgets the cached directory if it is `dir`, whose mode or owner a directory entry just
+  // changed, so dir_stat() does not report it stale. Invalidates the fd Dir() returned for it.
+  void Forget(std::string_view dir) {
+    if (dir == cached_path_) cached_fd_.Reset();
+  }
+
+  // fstat of the directory the last successful Dir() returned (its identity, and the mode
+  // and group new entries in it inherit).
+  const struct stat& dir_stat() const { return last_stat_; }
+
   // openat2(root, path, flags) confined to the root; `path` need not be clean (a hardlink
   // target's raw parent). No creation.
   absl::StatusOr<ScopedFd> OpenInRoot(std::string_view path, int flags);
@@ -80,6 +92,9 @@ class SafeRoot {
   // stale.
   std::string cached_path_;
   ScopedFd cached_fd_;
+  struct stat root_stat_ = {};
+  struct stat cached_stat_ = {};
+  struct stat last_stat_ = {};
 };
 
 // Removes `name` in `dirfd` and, if it is a directory, everything below it (os.RemoveAll),

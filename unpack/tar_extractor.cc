@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -51,12 +52,56 @@ bool RunningInUserNamespace() {
   return !(n == 3 && inside == 0 && outside == 0 && length == 4294967295ull);
 }
 
+// Writer threads pay when there are cores beyond the decoder's and this thread's: on two
+// cores the extra copy into slabs and the hand-offs cost more than they overlap.
 int WriterThreads(int requested) {
   if (requested == 1) return 0;  // inline
   if (requested > 1) return requested;
   int cpus = static_cast<int>(std::thread::hardware_concurrency());
-  return std::clamp(cpus, 2, 8);
+  return cpus <= 2 ? 0 : std::min(cpus - 2, 8);
 }
+
+// The process umask, read without changing it (umask(2) would race other threads' creates).
+std::optional<mode_t> ReadUmask() {
+  FILE* f = std::fopen("/proc/self/status", "re");
+  if (f == nullptr) return std::nullopt;
+  char line[256];
+  std::optional<mode_t> mask;
+  while (std::fgets(line, sizeof(line), f) != nullptr) {
+    unsigned m;
+    if (std::sscanf(line, "Umask: %o", &m) == 1) {
+      mask = static_cast<mode_t>(m);
+      break;
+    }
+  }
+  std::fclose(f);
+  return mask;
+}
+
+// Which of chown/chmod a just-created entry needs: containerd always does both, but when the
+// kernel already produced the entry's owner and mode they change nothing, and on a 53k-entry
+// layer two syscalls per entry are a large part of the work.
+struct CreatePolicy {
+  uid_t euid = geteuid();
+  gid_t egid = getegid();
+  std::optional<mode_t> umask = ReadUmask();
+  bool default_acl = false;  // a default ACL decides new modes instead of the umask
+
+  // A new inode in `parent` belongs to euid and to egid, or to the parent's group if the
+  // parent is setgid.
+  bool OwnerMatches(const EntryMeta& m, const struct stat& parent) const {
+    gid_t gid = (parent.st_mode & S_ISGID) != 0 ? parent.st_gid : egid;
+    return m.uid == euid && m.gid == gid;
+  }
+  // Creating with `perm` yields exactly `perm`: no special bits (mkdir/open drop them and
+  // chown would clear them), nothing the umask removes, no inherited setgid (directories),
+  // no ACL (default ones change the mode at creation, xattrs may set access ones).
+  bool ModeExact(const EntryMeta& m, bool dir, const struct stat& parent) const {
+    if (!umask.has_value() || default_acl || !m.xattrs.empty()) return false;
+    if ((m.perm & 07000) != 0 || (m.perm & *umask) != 0) return false;
+    return !(dir && (parent.st_mode & S_ISGID) != 0);
+  }
+};
 
 struct DirTime {
   std::string path;  // cleaned
@@ -84,6 +129,7 @@ class Extractor {
   TarReader reader_;
   FileWriterPool pool_;
   const bool in_userns_;
+  CreatePolicy policy_;
   std::optional<SafeRoot> root_;
   ExtractStats stats_;
 
@@ -99,6 +145,7 @@ absl::StatusOr<ExtractStats> Extractor::Run(const std::string& dest) {
   absl::StatusOr<SafeRoot> root = SafeRoot::Open(dest);
   if (!root.ok()) return root.status();
   root_.emplace(*std::move(root));
+  policy_.default_acl = fgetxattr(root_->fd(), "system.posix_acl_default", nullptr, 0) > 0;
 
   std::chrono::steady_clock::duration apply{};
   double reader_in_apply = 0;
@@ -145,6 +192,7 @@ void Extractor::ReadMeta(archive_entry* e) {
   meta_.perm = archive_entry_perm(e) & 07777;
   meta_.SetTimes(archive_entry_atime_is_set(e) != 0, archive_entry_atime(e),
                  archive_entry_atime_nsec(e), archive_entry_mtime(e), archive_entry_mtime_nsec(e));
+  meta_.do_chown = meta_.do_chmod = meta_.do_times = true;
   meta_.xattrs.clear();
   if (archive_entry_xattr_reset(e) > 0) {
     const char* key;
@@ -152,6 +200,7 @@ void Extractor::ReadMeta(archive_entry* e) {
     size_t size;
     while (archive_entry_xattr_next(e, &key, &value, &size) == ARCHIVE_OK) {
       meta_.xattrs.emplace_back(key, std::string(static_cast<const char*>(value), size));
+      if (meta_.xattrs.back().first == "system.posix_acl_default") policy_.default_acl = true;
     }
   }
 }
@@ -164,6 +213,7 @@ absl::Status Extractor::ApplyEntry(archive_entry* e) {
 
   absl::StatusOr<int> dirfd = root_->Dir(dir, /*create=*/true);
   if (!dirfd.ok()) return EntryError(name_, dirfd.status());
+  const struct stat& parent = root_->dir_stat();
   ReadMeta(e);
 
   std::string_view hidden;
@@ -180,27 +230,41 @@ absl::Status Extractor::ApplyEntry(archive_entry* e) {
     const mode_t type = archive_entry_filetype(e);
     switch (type) {
       case AE_IFREG:
+        meta_.do_chown = !policy_.OwnerMatches(meta_, parent);
+        meta_.do_chmod = !policy_.ModeExact(meta_, false, parent);
         s = ApplyFile(e, *dirfd, base);
         break;
       case AE_IFDIR: {
-        absl::StatusOr<ScopedFd> fd = MakeDir(*dirfd, base);
-        s = fd.ok() ? ApplyMetaFd(fd->get(), meta_) : fd.status();
+        absl::StatusOr<bool> created = MakeDir(*dirfd, base, meta_.perm & 0777);
+        if (!created.ok()) {
+          s = created.status();
+          break;
+        }
+        // A merged directory gets all of its metadata; times come after the children.
+        meta_.do_chown = !*created || !policy_.OwnerMatches(meta_, parent);
+        meta_.do_chmod = !*created || !policy_.ModeExact(meta_, true, parent);
+        meta_.do_times = false;
+        s = ApplyMetaAt(*dirfd, base, meta_, S_IFDIR);
+        root_->Forget(path_);
         if (s.ok()) dirs_.push_back(DirTime{path_, {meta_.times[0], meta_.times[1]}});
         break;
       }
       case AE_IFLNK: {
         const char* target = archive_entry_symlink(e);
+        meta_.do_chown = !policy_.OwnerMatches(meta_, parent);
         s = MakeSymlink(*dirfd, base, target != nullptr ? target : "");
-        if (s.ok()) s = ApplyMetaAt(*dirfd, base, meta_);
+        if (s.ok()) s = ApplyMetaAt(*dirfd, base, meta_, S_IFLNK);
         break;
       }
       case AE_IFCHR:
       case AE_IFBLK:
       case AE_IFIFO:
         if (type != AE_IFIFO && in_userns_) break;  // as containerd's skipFile
-        s = MakeNode(*dirfd, base, type | meta_.perm,
+        meta_.do_chown = !policy_.OwnerMatches(meta_, parent);
+        meta_.do_chmod = !policy_.ModeExact(meta_, false, parent);
+        s = MakeNode(*dirfd, base, type | (meta_.perm & 0777),
                      makedev(archive_entry_rdevmajor(e), archive_entry_rdevminor(e)));
-        if (s.ok()) s = ApplyMetaAt(*dirfd, base, meta_);
+        if (s.ok()) s = ApplyMetaAt(*dirfd, base, meta_, type);
         break;
       default:
         s = absl::InvalidArgumentError(absl::StrFormat("unsupported entry type 0%o", type));
@@ -210,14 +274,11 @@ absl::Status Extractor::ApplyEntry(archive_entry* e) {
 }
 
 absl::Status Extractor::ApplyFile(archive_entry* e, int dirfd, const char* base) {
-  absl::StatusOr<ScopedFd> fd = CreateFile(dirfd, base);
+  absl::StatusOr<ScopedFd> fd = CreateFile(dirfd, base, meta_.perm & 0777);
   if (!fd.ok()) return fd.status();
-  struct stat st = {};
-  // Only a pooled file can still be in flight when a hard link to it arrives.
-  if (pool_.threads() > 0 && fstat(fd->get(), &st) != 0) return SyscallError("fstat", errno);
   const uint64_t size = static_cast<uint64_t>(std::max<la_int64_t>(0, archive_entry_size(e)));
   absl::StatusOr<FileWriterPool::Job*> job =
-      pool_.BeginFile(*std::move(fd), name_, meta_, size, st.st_dev, st.st_ino);
+      pool_.BeginFile(*std::move(fd), name_, meta_, size, root_->dir_stat(), base);
   if (!job.ok()) return job.status();
   std::span<const std::byte> data;
   uint64_t offset = 0;
@@ -248,13 +309,11 @@ absl::Status Extractor::ApplyHardlink(const char* target, int dirfd, const char*
                         absl::StrCat("link target: ", tdir.status().message()));
   const char* tname = tbase.data();  // a suffix of `target`, NUL-terminated
   struct stat st;
-  if (pool_.threads() > 0 && fstatat(tdir->get(), tname, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-    pool_.WaitForInode(st.st_dev, st.st_ino);
-  }
+  if (pool_.threads() > 0 && fstat(tdir->get(), &st) == 0) pool_.WaitForEntry(st, tbase);
   if (absl::Status s = MakeHardlink(tdir->get(), tname, dirfd, base); !s.ok()) {
     return absl::Status(s.code(), absl::StrCat(s.message(), " (target \"", ToAbsl(t), "\")"));
   }
-  return ApplyMetaAt(dirfd, base, meta_);
+  return ApplyMetaAt(dirfd, base, meta_, /*type=*/0);
 }
 
 absl::Status Extractor::FixDirTimes() {
