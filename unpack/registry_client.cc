@@ -1,0 +1,384 @@
+#include "unpack/registry_client.h"
+
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <regex>
+#include <thread>
+
+#include "absl/status/status.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "nlohmann/json.hpp"
+#include "unpack/registry_blob_source.h"
+
+namespace zsnap::unpack {
+namespace {
+
+absl::string_view ToAbsl(std::string_view s) { return {s.data(), s.size()}; }
+
+constexpr char kOciManifest[] = "application/vnd.oci.image.manifest.v1+json";
+constexpr char kOciIndex[] = "application/vnd.oci.image.index.v1+json";
+constexpr char kDockerManifest[] = "application/vnd.docker.distribution.manifest.v2+json";
+constexpr char kDockerList[] = "application/vnd.docker.distribution.manifest.list.v2+json";
+constexpr size_t kMaxErrorBody = 4096;
+
+// distribution/reference grammar pieces.
+const std::regex& PathComponent() {
+  static const std::regex re("[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*");
+  return re;
+}
+const std::regex& TagPattern() {
+  static const std::regex re("[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}");
+  return re;
+}
+const std::regex& DomainPattern() {
+  static const std::regex re(
+      "(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
+      "|\\[[0-9A-Fa-f:.]+\\])(?::[0-9]+)?");
+  return re;
+}
+
+bool IsSha256Digest(std::string_view d) {
+  if (d.size() != 71 || !absl::StartsWith(ToAbsl(d), "sha256:")) return false;
+  return std::all_of(d.begin() + 7, d.end(),
+                     [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
+std::string Sha256Hex(std::string_view data) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out = "sha256:";
+  for (unsigned int i = 0; i < len; ++i) {
+    out.push_back(kHex[md[i] >> 4]);
+    out.push_back(kHex[md[i] & 15]);
+  }
+  return out;
+}
+
+absl::Status BadReference(std::string_view text, std::string_view why) {
+  return absl::InvalidArgumentError(
+      absl::StrCat("invalid image reference \"", ToAbsl(text), "\": ", ToAbsl(why)));
+}
+
+absl::StatusOr<Descriptor> ParseDescriptor(const nlohmann::json& j, std::string_view where) {
+  auto bad = [&](std::string_view why) {
+    return absl::InvalidArgumentError(absl::StrCat(ToAbsl(where), ": ", ToAbsl(why)));
+  };
+  if (!j.is_object()) return bad("descriptor is not an object");
+  Descriptor d;
+  d.media_type = j.value("mediaType", "");
+  d.digest = j.value("digest", "");
+  if (!IsSha256Digest(d.digest)) return bad(absl::StrCat("unsupported digest \"", d.digest, "\""));
+  auto size = j.find("size");
+  if (size == j.end() || !size->is_number_unsigned()) return bad("size missing or negative");
+  d.size = size->get<uint64_t>();
+  if (auto urls = j.find("urls"); urls != j.end() && urls->is_array()) {
+    for (const auto& u : *urls) {
+      if (u.is_string()) d.urls.push_back(u.get<std::string>());
+    }
+  }
+  if (auto ann = j.find("annotations"); ann != j.end() && ann->is_object()) {
+    for (const auto& [k, v] : ann->items()) {
+      if (v.is_string()) d.annotations[k] = v.get<std::string>();
+    }
+  }
+  return d;
+}
+
+bool VariantMatches(const Platform& want, const nlohmann::json& p) {
+  if (want.variant.empty()) return true;
+  std::string have = p.value("variant", "");
+  // arm64's only variant is v8; images often leave it out.
+  if (want.architecture == "arm64" && have.empty()) have = "v8";
+  return have == want.variant;
+}
+
+// The error body of a registry ("errors":[{"code","message"}]) in one short line.
+std::string ErrorDetail(HttpResponse& response) {
+  absl::StatusOr<std::string> body = response.ReadAll(kMaxErrorBody);
+  if (!body.ok()) return "";
+  nlohmann::json j = nlohmann::json::parse(*body, nullptr, false);
+  if (j.is_object() && j.contains("errors") && j["errors"].is_array() && !j["errors"].empty()) {
+    const auto& e = j["errors"][0];
+    if (e.is_object()) return absl::StrCat(": ", e.value("code", ""), " ", e.value("message", ""));
+  }
+  return "";
+}
+
+}  // namespace
+
+std::string Reference::String() const {
+  std::string out = absl::StrCat(registry, "/", repository);
+  if (!tag.empty()) absl::StrAppend(&out, ":", tag);
+  if (!digest.empty()) absl::StrAppend(&out, "@", digest);
+  return out;
+}
+
+absl::StatusOr<Reference> ParseReference(std::string_view text) {
+  if (text.empty() || text.size() > 4096) return BadReference(text, "empty or too long");
+  Reference ref;
+  std::string_view name = text;
+  if (size_t at = name.find('@'); at != std::string_view::npos) {
+    ref.digest = std::string(name.substr(at + 1));
+    name = name.substr(0, at);
+    if (!IsSha256Digest(ref.digest)) return BadReference(text, "digest is not sha256:<64 hex>");
+  }
+  size_t last_slash = name.rfind('/');
+  size_t colon = name.rfind(':');
+  if (colon != std::string_view::npos &&
+      (last_slash == std::string_view::npos || colon > last_slash)) {
+    ref.tag = std::string(name.substr(colon + 1));
+    name = name.substr(0, colon);
+    if (!std::regex_match(ref.tag, TagPattern())) return BadReference(text, "bad tag");
+  }
+  // The first component is a registry if it looks like a host (docker's rule).
+  std::string_view first = name.substr(0, name.find('/'));
+  std::string_view path = name;
+  if (first.size() < name.size() &&
+      (first.find_first_of(".:") != std::string_view::npos || first == "localhost" ||
+       absl::AsciiStrToLower(ToAbsl(first)) != ToAbsl(first))) {
+    ref.registry = std::string(first);
+    path = name.substr(first.size() + 1);
+    if (!std::regex_match(ref.registry, DomainPattern())) return BadReference(text, "bad registry");
+  } else {
+    ref.registry = "docker.io";
+  }
+  if (ref.registry == "index.docker.io") ref.registry = "docker.io";
+  if (path.empty() || path.size() > 255) return BadReference(text, "empty or too long name");
+  for (size_t start = 0; start <= path.size();) {
+    size_t end = path.find('/', start);
+    if (end == std::string_view::npos) end = path.size();
+    std::string component(path.substr(start, end - start));
+    if (!std::regex_match(component, PathComponent())) {
+      return BadReference(text, absl::StrCat("bad repository component \"", component, "\""));
+    }
+    start = end + 1;
+  }
+  ref.repository = std::string(path);
+  if (ref.registry == "docker.io" && ref.repository.find('/') == std::string::npos) {
+    ref.repository = absl::StrCat("library/", ref.repository);
+  }
+  if (ref.tag.empty() && ref.digest.empty()) ref.tag = "latest";
+  return ref;
+}
+
+RegistryClient::RegistryClient(RegistryClientOptions options)
+    : options_(std::move(options)), http_(options_.timeouts), auth_(http_, options_.credentials) {}
+
+void RegistryClient::Backoff(int attempt) const {
+  auto delay = options_.retry.initial_backoff * (1LL << std::min(attempt, 16));
+  std::this_thread::sleep_for(std::min<std::chrono::milliseconds>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(delay), options_.retry.max_backoff));
+}
+
+absl::StatusOr<std::unique_ptr<HttpResponse>> RegistryClient::TryHost(const RegistryHost& host,
+                                                                      const Reference& ref,
+                                                                      const std::string& suffix,
+                                                                      HttpHeaders headers) {
+  absl::StatusOr<Url> url = host.MakeUrl(absl::StrCat("/", ref.repository, suffix));
+  if (!url.ok()) return url.status();
+  // Mirrors learn which upstream is meant (containerd's ?ns=).
+  if (host.is_mirror) url->target += absl::StrCat("?ns=", QueryEscape(ref.registry));
+  HttpRequest request;
+  request.url = *url;
+  request.headers = host.headers;
+  request.headers.insert(request.headers.end(), headers.begin(), headers.end());
+  const std::string scope = absl::StrCat("repository:", ref.repository, ":pull");
+  bool sent_auth = false;
+  if (auto cached = auth_.Cached(host.authority, scope)) {
+    request.headers.emplace_back("Authorization", *cached);
+    sent_auth = true;
+  }
+  absl::StatusOr<std::unique_ptr<HttpResponse>> response = http_.Send(request, host.tls);
+  if (!response.ok()) return response;
+  if ((*response)->status() == 401) {
+    if (sent_auth) {
+      auth_.Invalidate(host.authority, scope);
+      request.headers.pop_back();
+    }
+    absl::StatusOr<std::string> authorization =
+        auth_.Authorize(host.authority, scope, (*response)->Headers("WWW-Authenticate"), host.tls);
+    if (!authorization.ok()) return authorization.status();
+    request.headers.emplace_back("Authorization", *authorization);
+    response = http_.Send(request, host.tls);
+    if (!response.ok()) return response;
+  }
+  int status = (*response)->status();
+  if (status == 200 || status == 206) return response;
+  std::string what =
+      absl::StrCat("GET ", (*response)->url().String(), ": HTTP ", status, ErrorDetail(**response));
+  switch (status) {
+    case 404:
+      return absl::NotFoundError(what);
+    case 401:
+      return absl::UnauthenticatedError(what);
+    case 403:
+      return absl::PermissionDeniedError(what);
+    case 408:
+    case 429:
+      return absl::UnavailableError(what);
+    default:
+      if (status >= 500) return absl::UnavailableError(what);
+      return absl::FailedPreconditionError(what);
+  }
+}
+
+absl::StatusOr<std::unique_ptr<HttpResponse>> RegistryClient::Fetch(
+    const Reference& ref, const std::string& suffix, uint32_t capability,
+    const HttpHeaders& extra_headers, std::optional<uint64_t> range_start) {
+  absl::StatusOr<std::vector<RegistryHost>> hosts = ConfigureHosts(ref.registry, options_.hosts);
+  if (!hosts.ok()) return hosts.status();
+  std::vector<const RegistryHost*> candidates;
+  for (const RegistryHost& h : *hosts) {
+    if (h.capabilities & capability) candidates.push_back(&h);
+  }
+  if (candidates.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("no configured host of ", ref.registry, " can serve ", suffix));
+  }
+  HttpHeaders headers = extra_headers;
+  if (range_start) headers.emplace_back("Range", absl::StrCat("bytes=", *range_start, "-"));
+
+  absl::Status last;
+  for (int attempt = 0; attempt < std::max(1, options_.retry.max_attempts); ++attempt) {
+    if (attempt > 0) Backoff(attempt - 1);
+    bool all_not_found = true;
+    for (const RegistryHost* host : candidates) {
+      absl::StatusOr<std::unique_ptr<HttpResponse>> r = TryHost(*host, ref, suffix, headers);
+      if (r.ok()) return r;
+      const bool last_host = host == candidates.back();
+      // A mirror that lacks the object or cannot authenticate us hands over to the next host.
+      const bool next_host =
+          absl::IsUnavailable(r.status()) ||
+          (host->is_mirror && !last_host &&
+           (absl::IsNotFound(r.status()) || absl::IsUnauthenticated(r.status()) ||
+            absl::IsPermissionDenied(r.status())));
+      if (!next_host) return r.status();
+      if (!absl::IsNotFound(r.status())) all_not_found = false;
+      last = r.status();
+    }
+    if (all_not_found) return last;
+  }
+  return absl::UnavailableError(absl::StrCat(ref.registry, "/", ref.repository, suffix, ": ",
+                                             options_.retry.max_attempts,
+                                             " attempts failed; last: ", last.message()));
+}
+
+absl::StatusOr<Manifest> RegistryClient::GetManifest(const Reference& ref,
+                                                     const Platform& platform) {
+  return FetchManifest(ref, ref.digest.empty() ? ref.tag : ref.digest, platform, 0);
+}
+
+absl::StatusOr<Manifest> RegistryClient::FetchManifest(const Reference& ref,
+                                                       const std::string& reference,
+                                                       const Platform& platform, int depth) {
+  const bool by_digest = IsSha256Digest(reference);
+  HttpHeaders headers = {{"Accept", absl::StrCat(kOciIndex, ", ", kOciManifest, ", ", kDockerList,
+                                                 ", ", kDockerManifest)}};
+  absl::StatusOr<std::unique_ptr<HttpResponse>> response =
+      Fetch(ref, absl::StrCat("/manifests/", reference),
+            by_digest ? kCapabilityPull : kCapabilityResolve, headers, std::nullopt);
+  if (!response.ok()) return response.status();
+  std::string content_type = (*response)->Header("Content-Type").value_or("");
+  content_type =
+      std::string(absl::StripAsciiWhitespace(content_type.substr(0, content_type.find(';'))));
+  absl::StatusOr<std::string> bytes = (*response)->ReadAll(options_.max_manifest_bytes);
+  if (!bytes.ok()) return bytes.status();
+  std::string digest = Sha256Hex(*bytes);
+  const std::string where =
+      absl::StrCat("manifest ", ref.registry, "/", ref.repository, "@", reference);
+  if (by_digest && digest != reference) {
+    return absl::DataLossError(absl::StrCat(where, ": content has digest ", digest));
+  }
+  nlohmann::json j = nlohmann::json::parse(*bytes, nullptr, false);
+  if (!j.is_object()) return absl::InvalidArgumentError(absl::StrCat(where, ": not a JSON object"));
+  if (j.value("schemaVersion", 0) == 1) {
+    return absl::UnimplementedError(absl::StrCat(where, ": schema 1 manifests are not supported"));
+  }
+  std::string media_type = j.value("mediaType", content_type);
+  if (media_type.empty()) media_type = j.contains("manifests") ? kOciIndex : kOciManifest;
+
+  if (media_type == kOciIndex || media_type == kDockerList) {
+    if (depth > 0) return absl::InvalidArgumentError(absl::StrCat(where, ": nested index"));
+    auto manifests = j.find("manifests");
+    if (manifests == j.end() || !manifests->is_array()) {
+      return absl::InvalidArgumentError(absl::StrCat(where, ": index without manifests"));
+    }
+    for (const auto& m : *manifests) {
+      const auto p = m.value("platform", nlohmann::json::object());
+      if (!p.is_object() || p.value("os", "") != platform.os ||
+          p.value("architecture", "") != platform.architecture || !VariantMatches(platform, p)) {
+        continue;
+      }
+      absl::StatusOr<Descriptor> d = ParseDescriptor(m, where);
+      if (!d.ok()) return d.status();
+      absl::StatusOr<Manifest> chosen = FetchManifest(ref, d->digest, platform, depth + 1);
+      if (chosen.ok()) chosen->index_digest = digest;
+      return chosen;
+    }
+    return absl::NotFoundError(absl::StrCat(where, ": no manifest for platform ", platform.os, "/",
+                                            platform.architecture,
+                                            platform.variant.empty() ? "" : "/", platform.variant));
+  }
+  if (media_type != kOciManifest && media_type != kDockerManifest) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ": unsupported media type \"", media_type, "\""));
+  }
+  Manifest out;
+  out.media_type = media_type;
+  out.digest = digest;
+  absl::StatusOr<Descriptor> config =
+      ParseDescriptor(j.value("config", nlohmann::json()), absl::StrCat(where, " config"));
+  if (!config.ok()) return config.status();
+  out.config = *std::move(config);
+  auto layers = j.find("layers");
+  if (layers == j.end() || !layers->is_array()) {
+    return absl::InvalidArgumentError(absl::StrCat(where, ": no layers array"));
+  }
+  for (size_t i = 0; i < layers->size(); ++i) {
+    absl::StatusOr<Descriptor> layer =
+        ParseDescriptor((*layers)[i], absl::StrCat(where, " layer ", i));
+    if (!layer.ok()) return layer.status();
+    out.layers.push_back(*std::move(layer));
+  }
+  out.bytes = *std::move(bytes);
+  return out;
+}
+
+absl::StatusOr<std::unique_ptr<ByteSource>> RegistryClient::GetBlob(
+    const Reference& ref, std::string_view digest, std::optional<uint64_t> expected_size) {
+  if (!IsSha256Digest(digest)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("blob digest \"", ToAbsl(digest), "\" is not sha256:<64 hex>"));
+  }
+  auto source = std::make_unique<RegistryBlobSource>(*this, ref, std::string(digest), expected_size,
+                                                     options_.retry);
+  if (absl::Status s = source->Open(); !s.ok()) return s;
+  return std::unique_ptr<ByteSource>(std::move(source));
+}
+
+absl::StatusOr<std::string> RegistryClient::FetchBlobToString(const Reference& ref,
+                                                              std::string_view digest,
+                                                              size_t max_bytes) {
+  absl::StatusOr<std::unique_ptr<ByteSource>> source = GetBlob(ref, digest);
+  if (!source.ok()) return source.status();
+  std::string out;
+  std::byte chunk[16 * 1024];
+  for (;;) {
+    absl::StatusOr<size_t> n = (*source)->Read(chunk);
+    if (!n.ok()) return n.status();
+    if (*n == 0) return out;
+    if (out.size() + *n > max_bytes) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "blob ", ToAbsl(digest), " of ", ref.repository, " exceeds ", max_bytes, " bytes"));
+    }
+    out.append(reinterpret_cast<const char*>(chunk), *n);
+  }
+}
+
+}  // namespace zsnap::unpack
