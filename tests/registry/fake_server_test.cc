@@ -5,6 +5,7 @@
 #include "tests/registry/fake_server.h"
 
 #include <atomic>
+#include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -120,6 +121,34 @@ TEST_F(FakeServerTest, CutBodyResumesWithRangeExactlyOnce) {
   EXPECT_EQ(Header(requests[0], "Range"), "");
   EXPECT_EQ(Header(requests[1], "Range"), "bytes=300000-");
   EXPECT_EQ(Header(requests[2], "Range"), "bytes=500000-");
+}
+
+TEST_F(FakeServerTest, StalledBodyTimesOutAndResumes) {
+  std::atomic<int> gets{0};
+  FakeServer server([&](const Request& req, tcp::socket& s) {
+    std::string range = Header(req, "Range");
+    if (gets++ == 0) {
+      fake::RespondPartial(s, blob_, 0, 1000, false);
+      // Stall with the connection open, longer than the client's I/O timeout.
+      std::this_thread::sleep_for(std::chrono::milliseconds(800));
+      return;
+    }
+    fake::RespondPartial(s, blob_, std::stoul(range.substr(6)), blob_.size(), true);
+  });
+  RegistryClientOptions options = Options();
+  options.timeouts.io = std::chrono::milliseconds(200);
+  RegistryClient client(options);
+  auto blob = client.GetBlob(Ref(server), digest_);
+  ASSERT_TRUE(blob.ok()) << blob.status();
+  auto bytes = Drain(**blob);
+  ASSERT_TRUE(bytes.ok()) << bytes.status();
+  EXPECT_EQ(Sha256Of(*bytes), digest_);
+  // The resume may itself time out while the server still stalls (it is single-threaded) and
+  // be retried; every one of them asks for the rest only.
+  auto requests = server.requests();
+  ASSERT_GE(requests.size(), 2u);
+  for (size_t i = 1; i < requests.size(); ++i)
+    EXPECT_EQ(Header(requests[i], "Range"), "bytes=1000-");
 }
 
 TEST_F(FakeServerTest, ServerIgnoringRangeIsSkippedForward) {
