@@ -13,9 +13,10 @@
 // when a stage fails or the caller cancels; every blocking wait watches it, so all stages
 // unwind and the threads (std::jthread, never detached) are joined before returning.
 //
-// Why diffID hashing is on the extract thread: with SHA-NI it runs at ~1.5-2 GB/s, several
-// times the decode rate, and the extract thread mostly waits on the decoder; a separate
-// hashing thread would only add a hop (measured: no gain on 2 cores).
+// Why diffID hashing is on the extract thread: with SHA-NI, EVP SHA-256 runs several times
+// faster than inflate, and the extract thread mostly waits on the decoder. A separate hashing
+// thread fed by refcounted buffers has NOT been measured yet; revisit if profiles show the
+// extract thread as the bottleneck.
 #include "unpack/unpack.h"
 
 #include <sys/stat.h>
