@@ -319,10 +319,11 @@ absl::Status Extractor::ApplyHardlink(const char* target, int dirfd, const char*
 absl::Status Extractor::FixDirTimes() {
   for (const DirTime& d : dirs_) {
     auto [dir, base] = SplitParent(d.path);
+    // A directory that a later entry of the same layer removed (e.g. replaced a parent with a
+    // file) fails the layer, as containerd's applier fails its final chtimes pass on it.
     absl::StatusOr<int> dirfd = root_->Dir(dir, /*create=*/false);
-    // Gone or no longer a directory: a later entry replaced it, nothing to fix.
-    if (!dirfd.ok()) continue;
-    if (utimensat(*dirfd, base.data(), d.times, AT_SYMLINK_NOFOLLOW) != 0 && errno != ENOENT) {
+    if (!dirfd.ok()) return EntryError(d.path, dirfd.status());
+    if (utimensat(*dirfd, base.data(), d.times, AT_SYMLINK_NOFOLLOW) != 0) {
       return EntryError(d.path, SyscallError("utimes", errno));
     }
   }

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/unpack/tar_builder.h"
 #include "tests/unpack/tar_test_util.h"
@@ -258,7 +259,7 @@ TEST_P(TarExtractorTest, LaterEntriesReplaceEarlier) {
   TarBuilder b;
   b.File("f2f", "old").File("f2f", "new");
   b.File("f2d", "file").Dir("f2d").File("f2d/child", "c");
-  b.Dir("d2f").File("d2f/inner", "gone").Dir("d2f/sub").File("d2f", "now a file");
+  b.Dir("d2f").File("d2f/inner", "gone").File("d2f", "now a file");
   b.Symlink("s2f", "/etc/passwd").File("s2f", "plain");
   b.File("f2s", "x").Symlink("f2s", "target");
   b.Dir("merge", 0700).File("merge/keep", "k").Dir("merge", 0751);
@@ -276,6 +277,16 @@ TEST_P(TarExtractorTest, LaterEntriesReplaceEarlier) {
   EXPECT_EQ(ReadFile(d("merge/keep")), "k");  // dir over dir merges
   EXPECT_EQ(Lstat(d("merge")).st_mode, S_IFDIR | 0751);
   EXPECT_TRUE(S_ISDIR(Lstat(d("s2d")).st_mode));  // a symlink is replaced, not followed
+}
+
+// containerd's applier sets directory times in a final pass and fails on a directory that a
+// later entry removed (here d2f/sub, gone when d2f became a file). zsnap fails the same layer.
+TEST_P(TarExtractorTest, RemovedSubdirectoryFailsLikeContainerd) {
+  TarBuilder b;
+  b.Dir("d2f").Dir("d2f/sub").File("d2f", "now a file");
+  absl::StatusOr<ExtractStats> stats = Run(b.Finish());
+  ASSERT_FALSE(stats.ok());
+  EXPECT_THAT(std::string(stats.status().message()), ::testing::HasSubstr("d2f/sub"));
 }
 
 TEST_P(TarExtractorTest, WhiteoutsBecomeCharDevices) {
