@@ -25,7 +25,7 @@ RUNTIME_PKGS=(
 )
 TEST_PKGS=(
   golang-go golang-github-containerd-containerd-dev
-  debootstrap systemd prometheus curl jq python3 dpkg-dev fakeroot
+  golang-golang-x-sys-dev debootstrap systemd prometheus curl jq python3 dpkg-dev fakeroot time
 )
 
 apt-get update
