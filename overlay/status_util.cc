@@ -22,6 +22,9 @@ absl::StatusCode CodeForErrno(int err) {
     case ENOSPC:
     case EDQUOT:
       return absl::StatusCode::kResourceExhausted;
+    case EISDIR:
+    case ENOTDIR:
+      return absl::StatusCode::kFailedPrecondition;
     default:
       return absl::StatusCode::kInternal;
   }

@@ -2,7 +2,8 @@
 // operation, the path and the system's reason, e.g. "rename /r/snapshots/new-x: File exists".
 //
 // Codes: ENOENT -> NotFound, EEXIST/ENOTEMPTY -> AlreadyExists, EACCES/EPERM ->
-// PermissionDenied, ENOSPC/EDQUOT -> ResourceExhausted, anything else -> Internal.
+// PermissionDenied, ENOSPC/EDQUOT -> ResourceExhausted, EISDIR/ENOTDIR -> FailedPrecondition,
+// anything else -> Internal. Shared by unpack/ and plugin/ for path-naming errno errors.
 //
 // Also the early-return macros used inside overlay/ (absl has no public ones).
 //

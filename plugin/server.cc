@@ -11,25 +11,11 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "overlay/status_util.h"
 #include "spdlog/spdlog.h"
 
 namespace zsnap::plugin {
 namespace {
-
-absl::Status PosixError(absl::string_view op, const std::string& path, int err) {
-  const std::string message = absl::StrCat(op, " ", path, ": ", std::strerror(err));
-  switch (err) {
-    case ENOENT:
-      return absl::NotFoundError(message);
-    case EACCES:
-    case EPERM:
-      return absl::PermissionDeniedError(message);
-    case EEXIST:
-      return absl::AlreadyExistsError(message);
-    default:
-      return absl::InternalError(message);
-  }
-}
 
 absl::Status MkdirAll(const std::string& dir) {
   if (dir.empty() || dir == "/") return absl::OkStatus();
@@ -39,13 +25,14 @@ absl::Status MkdirAll(const std::string& dir) {
     return absl::FailedPreconditionError(
         absl::StrCat("socket directory ", dir, " exists and is not a directory"));
   }
-  if (errno != ENOENT) return PosixError("stat", dir, errno);
+  if (errno != ENOENT) return overlay::ErrnoStatus("stat", dir, errno);
   const size_t slash = dir.rfind('/');
   if (slash != std::string::npos) {
     if (absl::Status s = MkdirAll(dir.substr(0, slash)); !s.ok()) return s;
   }
   // 0700: only root (the daemon's user) may reach the socket; containerd runs as root.
-  if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return PosixError("mkdir", dir, errno);
+  if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
+    return overlay::ErrnoStatus("mkdir", dir, errno);
   return absl::OkStatus();
 }
 
@@ -86,7 +73,7 @@ absl::Status PrepareSocketPath(const std::string& address) {
   struct stat st;
   if (lstat(address.c_str(), &st) != 0) {
     if (errno == ENOENT) return absl::OkStatus();
-    return PosixError("lstat", address, errno);
+    return overlay::ErrnoStatus("lstat", address, errno);
   }
   if (!S_ISSOCK(st.st_mode)) {
     return absl::FailedPreconditionError(
@@ -96,7 +83,7 @@ absl::Status PrepareSocketPath(const std::string& address) {
     return absl::FailedPreconditionError(absl::StrCat("another server is listening on ", address));
   }
   if (unlink(address.c_str()) != 0 && errno != ENOENT) {
-    return PosixError("remove stale socket", address, errno);
+    return overlay::ErrnoStatus("remove stale socket", address, errno);
   }
   spdlog::info("removed stale socket {}", address);
   return absl::OkStatus();

@@ -1,9 +1,8 @@
 #include "unpack/registry_client.h"
 
-#include <openssl/evp.h>
-
 #include <algorithm>
 #include <regex>
+#include <span>
 #include <thread>
 
 #include "absl/status/status.h"
@@ -12,6 +11,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
+#include "unpack/digest.h"
 #include "unpack/registry_blob_source.h"
 
 namespace zsnap::unpack {
@@ -41,24 +41,7 @@ const std::regex& DomainPattern() {
   return re;
 }
 
-bool IsSha256Digest(std::string_view d) {
-  if (d.size() != 71 || !absl::StartsWith(ToAbsl(d), "sha256:")) return false;
-  return std::all_of(d.begin() + 7, d.end(),
-                     [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
-}
-
-std::string Sha256Hex(std::string_view data) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out = "sha256:";
-  for (unsigned int i = 0; i < len; ++i) {
-    out.push_back(kHex[md[i] >> 4]);
-    out.push_back(kHex[md[i] & 15]);
-  }
-  return out;
-}
+bool IsDigest(std::string_view d) { return ParseDigest(d).ok(); }
 
 absl::Status BadReference(std::string_view text, std::string_view why) {
   return absl::InvalidArgumentError(
@@ -73,7 +56,7 @@ absl::StatusOr<Descriptor> ParseDescriptor(const nlohmann::json& j, std::string_
   Descriptor d;
   d.media_type = j.value("mediaType", "");
   d.digest = j.value("digest", "");
-  if (!IsSha256Digest(d.digest)) return bad(absl::StrCat("unsupported digest \"", d.digest, "\""));
+  if (!IsDigest(d.digest)) return bad(absl::StrCat("unsupported digest \"", d.digest, "\""));
   auto size = j.find("size");
   if (size == j.end() || !size->is_number_unsigned()) return bad("size missing or negative");
   d.size = size->get<uint64_t>();
@@ -126,7 +109,7 @@ absl::StatusOr<Reference> ParseReference(std::string_view text) {
   if (size_t at = name.find('@'); at != std::string_view::npos) {
     ref.digest = std::string(name.substr(at + 1));
     name = name.substr(0, at);
-    if (!IsSha256Digest(ref.digest)) return BadReference(text, "digest is not sha256:<64 hex>");
+    if (!IsDigest(ref.digest)) return BadReference(text, "digest is not sha256:<64 hex>");
   }
   size_t last_slash = name.rfind('/');
   size_t colon = name.rfind(':');
@@ -277,7 +260,7 @@ absl::StatusOr<Manifest> RegistryClient::GetManifest(const Reference& ref,
 absl::StatusOr<Manifest> RegistryClient::FetchManifest(const Reference& ref,
                                                        const std::string& reference,
                                                        const Platform& platform, int depth) {
-  const bool by_digest = IsSha256Digest(reference);
+  const bool by_digest = IsDigest(reference);
   HttpHeaders headers = {{"Accept", absl::StrCat(kOciIndex, ", ", kOciManifest, ", ", kDockerList,
                                                  ", ", kDockerManifest)}};
   absl::StatusOr<std::unique_ptr<HttpResponse>> response =
@@ -289,7 +272,7 @@ absl::StatusOr<Manifest> RegistryClient::FetchManifest(const Reference& ref,
       std::string(absl::StripAsciiWhitespace(content_type.substr(0, content_type.find(';'))));
   absl::StatusOr<std::string> bytes = (*response)->ReadAll(options_.max_manifest_bytes);
   if (!bytes.ok()) return bytes.status();
-  std::string digest = Sha256Hex(*bytes);
+  std::string digest = Sha256Digest(std::as_bytes(std::span<const char>(*bytes)));
   const std::string where =
       absl::StrCat("manifest ", ref.registry, "/", ref.repository, "@", reference);
   if (by_digest && digest != reference) {
@@ -352,7 +335,7 @@ absl::StatusOr<Manifest> RegistryClient::FetchManifest(const Reference& ref,
 
 absl::StatusOr<std::unique_ptr<ByteSource>> RegistryClient::GetBlob(
     const Reference& ref, std::string_view digest, std::optional<uint64_t> expected_size) {
-  if (!IsSha256Digest(digest)) {
+  if (!IsDigest(digest)) {
     return absl::InvalidArgumentError(
         absl::StrCat("blob digest \"", ToAbsl(digest), "\" is not sha256:<64 hex>"));
   }
