@@ -12,6 +12,8 @@
 #     zsnap's snapshots;
 #   * after a containerd restart with CONTAINERD_CRI_SNAPSHOTTER=overlayfs the same pull works
 #     with containerd's native snapshotter and zsnap gets no snapshots.
+#   * --creds travel as the CRI AuthConfig: against the registry behind htpasswd basic auth a
+#     pull without or with wrong credentials exits 1 (401), with the right ones succeeds.
 # CONTAINERD_BIN_DIR / CONTAINERD_CONFIG_VERSION select another containerd (default
 # /usr/bin = Debian 12's 1.6.20). CRI logs CNI errors (no CNI config): irrelevant to pulls.
 # Needs: ZSNAP_BIN, root, overlayfs; containerd, runc, docker-registry, skopeo, jq, curl.
@@ -147,6 +149,27 @@ itest_check_eq zsnap-unused-with-overlayfs "0" "$(zsnap_dir_count)"
 itest_check_eq run-overlayfs-cat-file "$IMAGE_EXPECT_HELLO" "$(k8s_run overlayfs ovl cat /data/hello.txt 2>&1)"
 zsnap_cri rmi --cri-endpoint "$CONTAINERD_ADDRESS" "$IMAGE"
 itest_check_eq rmi-overlayfs-exit-0 0 "$RC" || itest_log "stderr: $ERR"
+
+# --- --creds reach the registry through containerd ----------------------------------------
+# The same registry storage behind basic auth (a new port, so a new image reference).
+ITEST_CURRENT=creds
+registry_stop
+REGISTRY_HTPASSWD=$ITEST_DIR/htpasswd
+registry_htpasswd "$REGISTRY_HTPASSWD" alice 's3cret:pw' || itest_die "cannot hash a password"
+registry_start || itest_die "docker-registry with htpasswd did not start"
+containerd_cri_registry_http "$REGISTRY_ADDR" || itest_die "cannot write hosts.toml"
+IMAGE=$REGISTRY_ADDR/itest/cri:v1
+zsnap_cri pull --cri-endpoint "$CONTAINERD_ADDRESS" "$IMAGE"
+itest_log "no creds: exit $RC, stderr: $ERR"
+itest_check_eq pull-auth-registry-without-creds-exit-1 1 "$RC"
+itest_check_match pull-auth-registry-without-creds-unauthorized "401 Unauthorized|unauthorized" "$ERR"
+zsnap_cri pull --cri-endpoint "$CONTAINERD_ADDRESS" --creds alice:wrong "$IMAGE"
+itest_check_eq pull-auth-registry-wrong-creds-exit-1 1 "$RC"
+zsnap_cri pull --json --cri-endpoint "$CONTAINERD_ADDRESS" --creds 'alice:s3cret:pw' "$IMAGE"
+itest_check_eq pull-auth-registry-with-creds-exit-0 0 "$RC" || itest_log "stderr: $ERR"
+itest_check_eq pull-auth-registry-image-ref "$CONFIG_DIGEST" "$(jq -r .image_ref <<<"$OUT" 2>/dev/null)"
+itest_check k8s-images-ls-lists-authenticated-pull image_listed
+
 itest_check zsnap-still-running zsnap_running
 
 itest_report
