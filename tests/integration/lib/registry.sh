@@ -4,6 +4,7 @@
 # Inputs (environment, optional):
 #   REGISTRY_HTPASSWD  an htpasswd file (bcrypt entries, see registry_htpasswd): the registry
 #                      then wants HTTP basic auth for everything (default: no auth)
+#   REGISTRY_ACCESSLOG 1 = log every request to REGISTRY_LOG (e.g. to count blob GETs)
 # registry_start may be called again after registry_stop: a new port, the same storage (what
 # was pushed is still there), the auth setting re-read.
 #
@@ -37,7 +38,7 @@ version: 0.1
 log:
   level: info
   accesslog:
-    disabled: true
+    disabled: $([[ ${REGISTRY_ACCESSLOG:-} == 1 ]] && echo false || echo true)
 storage:
   filesystem:
     rootdirectory: $REGISTRY_DIR/storage
