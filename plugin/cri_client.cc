@@ -15,8 +15,11 @@ namespace {
 
 constexpr absl::string_view kUnixScheme = "unix://";
 
+// Past a year a deadline means "none" (and cannot overflow the clock arithmetic).
+constexpr absl::Duration kLongestDeadline = absl::Hours(24 * 365);
+
 void SetDeadline(grpc::ClientContext& ctx, absl::Duration timeout) {
-  if (timeout == absl::InfiniteDuration()) return;
+  if (timeout > kLongestDeadline) return;
   ctx.set_deadline(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(timeout));
 }
 
@@ -34,7 +37,7 @@ absl::Status CallError(const grpc::Status& status, absl::string_view rpc, absl::
       hint = " (the runtime does not serve runtime.v1.ImageService: is its CRI plugin disabled?)";
       break;
     case absl::StatusCode::kDeadlineExceeded:
-      hint = absl::StrCat(" (no answer within --timeout ", absl::FormatDuration(timeout), ")");
+      hint = absl::StrCat(" (no answer within ", absl::FormatDuration(timeout), ")");
       break;
     default:
       break;

@@ -5,7 +5,8 @@
 //
 // The endpoint is a unix socket, given as a path ("/run/containerd/containerd.sock") or in
 // kubelet's form ("unix:///run/containerd/containerd.sock"). Connect() only validates it and
-// builds the channel; the socket is dialled by the first call. Every call has a deadline.
+// builds the channel; the socket is dialled by the first call. Every call takes a timeout;
+// absl::InfiniteDuration() (or anything past a year) means no deadline.
 //
 // Errors keep the runtime's gRPC code and carry its message, prefixed with what was asked of
 // whom: "PullImage docker.io/x:1 on /run/containerd/containerd.sock: <containerd's text>".

@@ -162,7 +162,8 @@ IMAGE=$REGISTRY_ADDR/itest/cri:v1
 zsnap_cri pull --cri-endpoint "$CONTAINERD_ADDRESS" "$IMAGE"
 itest_log "no creds: exit $RC, stderr: $ERR"
 itest_check_eq pull-auth-registry-without-creds-exit-1 1 "$RC"
-itest_check_match pull-auth-registry-without-creds-unauthorized "401 Unauthorized|unauthorized" "$ERR"
+# containerd 1.6 says "401 Unauthorized", 2.x "authorization failed: no basic auth credentials".
+itest_check_match pull-auth-registry-without-creds-unauthorized "401 Unauthorized|authorization failed" "$ERR"
 zsnap_cri pull --cri-endpoint "$CONTAINERD_ADDRESS" --creds alice:wrong "$IMAGE"
 itest_check_eq pull-auth-registry-wrong-creds-exit-1 1 "$RC"
 zsnap_cri pull --json --cri-endpoint "$CONTAINERD_ADDRESS" --creds 'alice:s3cret:pw' "$IMAGE"
