@@ -2,8 +2,10 @@
 //
 //   zsnap serve    run the snapshotter daemon (daemon.h)
 //   zsnap unpack   unpack one layer blob into a directory (unpack_command.h)
-//   zsnap config   check a config file / print the defaults (config.h)
-//   zsnap version, zsnap help [COMMAND]
+//   zsnap config   check a config file / print the defaults (config.h); print or merge the
+//                  containerd configuration (containerd_config.h)
+//   zsnap doctor   check the node and the containerd wiring (doctor.h)
+//   zsnap version  build information (version.h); zsnap help [COMMAND]
 //
 // Each subcommand parses its own flags with a small GNU-style parser: `--name VALUE`,
 // `--name=VALUE`, boolean `--name`, `--` ends flags, `-` is a positional (stdin), flags and
