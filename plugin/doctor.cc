@@ -69,8 +69,15 @@ std::vector<CheckResult> RunDoctor(const DoctorOptions& o) {
                       "systemctl restart containerd")});
     if (containerd_address.empty()) containerd_address = ContainerdAddressFromConfig("");
   }
-  add(CheckContainerdSocket(containerd_address, o.timeout));
-  if (!o.ctr.empty()) add(CheckCtrPlugins(o.ctr, containerd_address, o.timeout));
+  CheckResult socket = CheckContainerdSocket(containerd_address, o.timeout);
+  const bool containerd_up = socket.level == CheckLevel::kOk;
+  add(std::move(socket));
+  if (!o.ctr.empty()) {
+    // ctr keeps retrying a missing socket until its own timeout: not worth waiting for.
+    add(containerd_up ? CheckCtrPlugins(o.ctr, containerd_address, o.timeout)
+                      : CheckResult{"containerd/plugin", CheckLevel::kSkip,
+                                    "containerd is not reachable", ""});
+  }
   if (!o.registry.empty()) add(CheckRegistry(o.registry, o.timeout));
   return results;
 }
