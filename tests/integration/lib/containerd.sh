@@ -7,6 +7,8 @@
 #   CONTAINERD_RUNC_DIR        dir with a runc to put first on containerd's PATH (default: none)
 #   CONTAINERD_WITH_CRI        1 = keep the CRI plugin (with snapshotter = "zsnap"); default off
 #   CONTAINERD_EXTRA_TOML      text appended to the generated config.toml
+#   CONTAINERD_CONFIG_WRITER   function called as WRITER FILE VERSION to write the config instead
+#                              of containerd_write_config (it must use the paths below)
 #   CTR_NAMESPACE              containerd namespace ctr uses (default itest-<pid>)
 # containerd_start sets (and exports):
 #   CONTAINERD_ADDRESS  its gRPC socket      CONTAINERD_ROOT / CONTAINERD_STATE  its dirs
@@ -135,7 +137,8 @@ containerd_start() {
   CONTAINERD_LOG=$ITEST_DIR/containerd.log
   : "${ZSNAP_SOCKET:?start zsnap (zsnap_start) before containerd}"
   mkdir -p "$CONTAINERD_ROOT" "$CONTAINERD_STATE" "$ITEST_DIR/containerd-opt"
-  containerd_write_config "$CONTAINERD_CONFIG" "$CONTAINERD_CONFIG_VERSION"
+  "${CONTAINERD_CONFIG_WRITER:-containerd_write_config}" "$CONTAINERD_CONFIG" "$CONTAINERD_CONFIG_VERSION" ||
+    return 1
   local path="$CONTAINERD_BIN_DIR:$PATH"
   [[ -z ${CONTAINERD_RUNC_DIR:-} ]] || path="$CONTAINERD_RUNC_DIR:$path"
   PATH=$path "$CONTAINERD_BIN_DIR/containerd" --config "$CONTAINERD_CONFIG" >>"$CONTAINERD_LOG" 2>&1 &
@@ -202,4 +205,47 @@ containerd_stop() {
     [[ $ns == itest-* ]] && rm -rf "/run/containerd/runc/$ns"
   done
   return 0
+}
+
+# containerd_write_base_config FILE VERSION: a private config (version 2 or 3) for the
+# containerd_start variables with the CRI plugin on and *no* zsnap in it — what a node has
+# before `zsnap config containerd --merge`. CRI listens on no TCP port (stream server on
+# 127.0.0.1, port 0). Use it from a CONTAINERD_CONFIG_WRITER.
+containerd_write_base_config() {
+  local file=$1 version=$2 cri
+  if [[ $version == 2 ]]; then
+    cri="[plugins.\"io.containerd.grpc.v1.cri\"]
+  disable_tcp_service = true
+  stream_server_address = \"127.0.0.1\"
+  stream_server_port = \"0\"
+  enable_selinux = false
+  [plugins.\"io.containerd.grpc.v1.cri\".containerd]
+    default_runtime_name = \"runc\""
+  else
+    cri="[plugins.'io.containerd.grpc.v1.cri']
+  disable_tcp_service = true
+  stream_server_address = '127.0.0.1'
+  stream_server_port = '0'"
+  fi
+  cat >"$file" <<EOC
+# containerd for an integration test: private root, state and sockets.
+version = $version
+root = "$CONTAINERD_ROOT"
+state = "$CONTAINERD_STATE"
+
+[grpc]
+  address = "$CONTAINERD_ADDRESS"
+[ttrpc]
+  address = "$CONTAINERD_ADDRESS.ttrpc"
+[debug]
+  address = "$CONTAINERD_ADDRESS.debug"
+  level = "debug"
+[metrics]
+  address = ""
+
+[plugins]
+  [plugins."io.containerd.internal.v1.opt"]
+    path = "$ITEST_DIR/containerd-opt"
+$cri
+EOC
 }
