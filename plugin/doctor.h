@@ -10,7 +10,8 @@
 //   zsnap/socket           zsnap answers a Snapshots List on its socket
 //   containerd/config-*    the containerd config has the zsnap proxy plugin with zsnap's address,
 //                          CRI uses it with disable_snapshot_annotations = false, and for 2.x
-//                          the transfer-service keys
+//                          the transfer-service keys; WARN when it `imports` other files
+//                          (only the main file is read)
 //   containerd/socket      containerd's socket accepts a connection
 //   containerd/plugin      `ctr plugins ls` reports the zsnap snapshotter "ok" (if ctr exists)
 //   registry               TCP connect to --registry HOST[:PORT] (only when asked)

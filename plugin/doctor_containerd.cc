@@ -133,6 +133,22 @@ std::vector<CheckResult> CheckContainerdConfigText(absl::string_view text,
     return out;
   }
 
+  // containerd merges imported files over this one, replacing whole tables: what is checked
+  // below may be overridden there.
+  if (const toml::array* imports = doc.get_as<toml::array>("imports");
+      imports != nullptr && !imports->empty()) {
+    std::vector<std::string> files;
+    for (const toml::node& f : *imports) {
+      if (f.is_string()) files.push_back(f.as_string()->get());
+    }
+    out.push_back({"containerd/config-imports", CheckLevel::kWarn,
+                   absl::StrCat(source, " imports ", absl::StrJoin(files, ", "),
+                                "; only ", source, " is checked, and an imported file that sets "
+                                "the same tables replaces them"),
+                   "keep zsnap's keys out of the imported files, or check `containerd config "
+                   "dump`"});
+  }
+
   // The proxy plugin: the entry whose address is zsnap's socket, else one named zsnap.
   std::string plugin_name;
   const toml::table* proxies = doc.get_as<toml::table>("proxy_plugins");

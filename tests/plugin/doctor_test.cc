@@ -108,6 +108,17 @@ TEST(DoctorTest, ContainerdConfigDetails) {
               HasSubstr("config version 1"));
 }
 
+TEST(DoctorTest, ImportsAreAWarning) {
+  const std::string text = "imports = [\"/etc/containerd/config.d/*.toml\"]\n" +
+                           Snippet(ContainerdSeries::k1_7);
+  const std::vector<CheckResult> rs = CheckContainerdConfigText(text, "c.toml", Zsnap());
+  ASSERT_NE(Find(rs, "containerd/config-imports"), nullptr);
+  EXPECT_EQ(Find(rs, "containerd/config-imports")->level, CheckLevel::kWarn);
+  EXPECT_THAT(Find(rs, "containerd/config-imports")->detail,
+              HasSubstr("/etc/containerd/config.d/*.toml"));
+  EXPECT_FALSE(AnyFailed(rs));
+}
+
 TEST(DoctorTest, ContainerdAddressFromConfig) {
   EXPECT_EQ(ContainerdAddressFromConfig("version = 2\n[grpc]\naddress = \"/x/c.sock\"\n"),
             "/x/c.sock");
