@@ -1,7 +1,5 @@
 #include "plugin/cli.h"
 
-#include <grpcpp/grpcpp.h>
-
 #include <unistd.h>
 
 #include <fstream>
