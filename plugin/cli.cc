@@ -9,10 +9,10 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
-#include "absl/strings/str_split.h"
-#include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
 #include "plugin/config.h"
 #include "plugin/containerd_config.h"
 #include "plugin/daemon.h"
@@ -282,7 +282,8 @@ int ConfigContainerd(const ParsedArgs& args, std::ostream& out, std::ostream& er
     std::ifstream in(*merge);
     std::stringstream text;
     text << in.rdbuf();
-    absl::StatusOr<int> v = in ? ContainerdConfigVersion(text.str(), *merge) : absl::StatusOr<int>(0);
+    absl::StatusOr<int> v =
+        in ? ContainerdConfigVersion(text.str(), *merge) : absl::StatusOr<int>(0);
     if (!v.ok()) return Failure(err, "config", v.status());
     if (*v == 2) {
       options.series = ContainerdSeries::k1_7;
@@ -293,8 +294,7 @@ int ConfigContainerd(const ParsedArgs& args, std::ostream& out, std::ostream& er
       if (!installed.ok()) {
         return UsageError(err, "config",
                           absl::StrCat("cannot tell the containerd version from ", *merge,
-                                       " or `containerd --version` (",
-                                       installed.status().message(),
+                                       " or `containerd --version` (", installed.status().message(),
                                        "); pass --containerd-version"));
       }
       options.series = *installed;
@@ -304,8 +304,7 @@ int ConfigContainerd(const ParsedArgs& args, std::ostream& out, std::ostream& er
     if (!installed.ok()) {
       return UsageError(err, "config",
                         absl::StrCat("cannot ask containerd for its version (",
-                                     installed.status().message(),
-                                     "); pass --containerd-version"));
+                                     installed.status().message(), "); pass --containerd-version"));
     }
     options.series = *installed;
   }
@@ -335,9 +334,9 @@ int ConfigCommand(const ParsedArgs& args, std::ostream& out, std::ostream& err) 
   const std::vector<std::string>& pos = args.positional;
   if (!pos.empty() && pos[0] == "containerd") return ConfigContainerd(args, out, err);
   if (!args.values.empty()) {
-    return UsageError(err, "config",
-                      absl::StrCat("--", args.values.begin()->first,
-                                   " belongs to 'config containerd'"));
+    return UsageError(
+        err, "config",
+        absl::StrCat("--", args.values.begin()->first, " belongs to 'config containerd'"));
   }
   if (pos.size() == 1 && pos[0] == "default") {
     out << Config().ToToml();
@@ -367,7 +366,8 @@ constexpr char kDefaultZsnapConfig[] = "/etc/zsnap/config.toml";
 
 int Doctor(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
   if (!args.positional.empty()) {
-    return UsageError(err, "doctor", absl::StrCat("unexpected argument '", args.positional[0], "'"));
+    return UsageError(err, "doctor",
+                      absl::StrCat("unexpected argument '", args.positional[0], "'"));
   }
   DoctorOptions options;
   std::optional<std::string> config_path = Value(args, "config");
@@ -472,8 +472,7 @@ int RunCli(int argc, char** argv, std::ostream& out, std::ostream& err) {
   const std::map<std::string, Command> commands = {
       {"serve", {{"config", "root", "address", "log-level", "log-format"}, {}, Serve}},
       {"unpack", {{"media-type", "digest", "diff-id", "threads", "config"}, {"json"}, Unpack}},
-      {"config",
-       {{"containerd-version", "address", "root", "config", "merge"}, {}, ConfigCommand}},
+      {"config", {{"containerd-version", "address", "root", "config", "merge"}, {}, ConfigCommand}},
       {"doctor",
        {{"config", "containerd-config", "containerd-address", "registry"}, {"json"}, Doctor}},
       {"version", {{}, {"json"}, Version}},

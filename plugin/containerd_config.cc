@@ -94,12 +94,14 @@ class Merger {
     full.push_back(key);
     std::vector<std::string> quoted;
     for (std::string_view p : full) {
-      quoted.push_back(absl::StrContains(A(p), '.') ? absl::StrCat("\"", A(p), "\"") : std::string(p));
+      quoted.push_back(absl::StrContains(A(p), '.') ? absl::StrCat("\"", A(p), "\"")
+                                                    : std::string(p));
     }
     const std::string name = absl::StrJoin(quoted, ".");
     if (const toml::node* old = t->get(key)) {
       if (const auto* same = old->as<T>(); same != nullptr && same->get() == value) return;
-      changes_.push_back(absl::StrCat(name, ": ", Describe(*old), " -> ", Describe(toml::value<T>(value))));
+      changes_.push_back(
+          absl::StrCat(name, ": ", Describe(*old), " -> ", Describe(toml::value<T>(value))));
     } else {
       changes_.push_back(absl::StrCat(name, " = ", Describe(toml::value<T>(value))));
     }
@@ -117,9 +119,8 @@ class Merger {
     if (node == nullptr) {
       toml::array fresh;
       fresh.push_back(toml::table{{"platform", platform}, {"snapshotter", kOverlayfs}});
-      changes_.push_back(absl::StrCat(name, " += {platform = \"", platform,
-                                      "\", snapshotter = \"", kOverlayfs,
-                                      "\"} (containerd's default, kept)"));
+      changes_.push_back(absl::StrCat(name, " += {platform = \"", platform, "\", snapshotter = \"",
+                                      kOverlayfs, "\"} (containerd's default, kept)"));
       node = &t->insert_or_assign(key, std::move(fresh)).first->second;
     }
     toml::array* entries = node->as_array();
@@ -181,8 +182,8 @@ absl::StatusOr<toml::table> ParseToml(absl::string_view text, const std::string&
     return toml::parse(std::string_view(text.data(), text.size()), std::string_view(source));
   } catch (const toml::parse_error& e) {
     const auto& begin = e.source().begin;
-    return absl::InvalidArgumentError(absl::StrCat(source, ":", begin.line, ":", begin.column,
-                                                   ": ", std::string(e.description())));
+    return absl::InvalidArgumentError(absl::StrCat(source, ":", begin.line, ":", begin.column, ": ",
+                                                   std::string(e.description())));
   }
 }
 
@@ -192,8 +193,10 @@ absl::Status CheckVersion(const toml::table& doc, const std::string& source,
   const toml::node* node = doc.get("version");
   if (node == nullptr) {
     return absl::FailedPreconditionError(absl::StrCat(
-        source, " has no 'version' key, so containerd reads it as config version 1, which zsnap "
-        "does not edit; containerd ", ContainerdSeriesName(series), " wants version = ", want,
+        source,
+        " has no 'version' key, so containerd reads it as config version 1, which zsnap "
+        "does not edit; containerd ",
+        ContainerdSeriesName(series), " wants version = ", want,
         " (convert the file first, or start from `containerd config default`)"));
   }
   const auto* v = node->as_integer();
@@ -248,8 +251,8 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
 }
 
 // Writes `text` to a new file `path` (O_EXCL) with `mode`/owner, fsynced.
-absl::Status WriteNewFile(const std::string& path, absl::string_view text, mode_t mode,
-                          uid_t uid, gid_t gid) {
+absl::Status WriteNewFile(const std::string& path, absl::string_view text, mode_t mode, uid_t uid,
+                          gid_t gid) {
   const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode & 07777);
   if (fd < 0) return overlay::ErrnoStatus("create", path, errno);
   absl::Status status;
@@ -289,24 +292,24 @@ absl::StatusOr<ContainerdSeries> ParseContainerdSeries(absl::string_view version
   const std::vector<absl::string_view> parts = absl::StrSplit(v, absl::MaxSplits('.', 2));
   int major = 0, minor = 0;
   if (parts.size() < 2 || !absl::SimpleAtoi(parts[0], &major)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "unknown containerd version '", version, "' (want 1.6, 1.7, 2.0, 2.1 or 2.x)"));
+    return absl::InvalidArgumentError(absl::StrCat("unknown containerd version '", version,
+                                                   "' (want 1.6, 1.7, 2.0, 2.1 or 2.x)"));
   }
   // "2.1", "2.1.9", "1.6.20~ds1": the minor is the leading digits of the second part.
   absl::string_view minor_text = parts[1];
   size_t digits = 0;
   while (digits < minor_text.size() && absl::ascii_isdigit(minor_text[digits])) ++digits;
   if (digits == 0 || !absl::SimpleAtoi(minor_text.substr(0, digits), &minor)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "unknown containerd version '", version, "' (want 1.6, 1.7, 2.0, 2.1 or 2.x)"));
+    return absl::InvalidArgumentError(absl::StrCat("unknown containerd version '", version,
+                                                   "' (want 1.6, 1.7, 2.0, 2.1 or 2.x)"));
   }
   if (major == 1 && minor == 6) return ContainerdSeries::k1_6;
   if (major == 1 && minor == 7) return ContainerdSeries::k1_7;
   if (major == 2 && minor == 0) return ContainerdSeries::k2_0;
   if (major == 2) return ContainerdSeries::k2_1Plus;
-  return absl::InvalidArgumentError(absl::StrCat(
-      "containerd ", version,
-      " is not supported: zsnap knows the configuration of 1.6, 1.7 and 2.x"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("containerd ", version,
+                   " is not supported: zsnap knows the configuration of 1.6, 1.7 and 2.x"));
 }
 
 absl::string_view ContainerdSeriesName(ContainerdSeries series) {
@@ -341,44 +344,41 @@ std::string RenderContainerdSnippet(const ContainerdSnippetOptions& o) {
   const std::string name = o.name;
   std::string out;
   if (!Is2x(o.series)) {
-    absl::StrAppend(&out, "# containerd 1.6 / 1.7 (config version 2): register ", name,
-                    " and make CRI use it.\n", "version = 2\n\n", "[proxy_plugins]\n",
-                    "  [proxy_plugins.", name, "]\n", "    type = \"snapshot\"\n",
-                    "    address = ", Quote(o.address), "\n",
-                    "  # honoured from containerd 1.6.32 / 1.7.16: CRI's image filesystem stats\n",
-                    "  [proxy_plugins.", name, ".exports]\n", "    root = ", Quote(o.root), "\n\n",
-                    "[plugins.\"", kCriV2, "\".containerd]\n", "  snapshotter = ", Quote(name),
-                    "\n", "  # default true on Linux; false makes CRI send the cri.* layer labels\n",
-                    "  disable_snapshot_annotations = false\n");
+    absl::StrAppend(
+        &out, "# containerd 1.6 / 1.7 (config version 2): register ", name,
+        " and make CRI use it.\n", "version = 2\n\n", "[proxy_plugins]\n", "  [proxy_plugins.",
+        name, "]\n", "    type = \"snapshot\"\n", "    address = ", Quote(o.address), "\n",
+        "  # honoured from containerd 1.6.32 / 1.7.16: CRI's image filesystem stats\n",
+        "  [proxy_plugins.", name, ".exports]\n", "    root = ", Quote(o.root), "\n\n",
+        "[plugins.\"", kCriV2, "\".containerd]\n", "  snapshotter = ", Quote(name), "\n",
+        "  # default true on Linux; false makes CRI send the cri.* layer labels\n",
+        "  disable_snapshot_annotations = false\n");
     return out;
   }
   const bool v21 = o.series == ContainerdSeries::k2_1Plus;
-  absl::StrAppend(&out, "# containerd ", v21 ? "2.1 and later" : "2.0",
-                  " (config version 3): register ", name, ", make CRI",
-                  v21 ? " and transfer pulls" : "", " use it.\n", "version = 3\n\n",
-                  "[proxy_plugins.", name, "]\n", "  type = \"snapshot\"\n",
-                  "  address = ", Quote(o.address), "\n", "  [proxy_plugins.", name,
-                  ".exports]\n", "    root = ", Quote(o.root), "\n");
+  absl::StrAppend(
+      &out, "# containerd ", v21 ? "2.1 and later" : "2.0", " (config version 3): register ", name,
+      ", make CRI", v21 ? " and transfer pulls" : "", " use it.\n", "version = 3\n\n",
+      "[proxy_plugins.", name, "]\n", "  type = \"snapshot\"\n", "  address = ", Quote(o.address),
+      "\n", "  [proxy_plugins.", name, ".exports]\n", "    root = ", Quote(o.root), "\n");
   if (v21) {
     absl::StrAppend(&out,
                     "    # the transfer service adds the CRI image labels for this snapshotter\n",
                     "    enable_remote_snapshot_annotations = \"true\"\n");
   }
-  absl::StrAppend(&out, "\n[plugins.'", kCriImagesV3, "']\n", "  snapshotter = ", Quote(name),
-                  "\n",
-                  "  # default true; false makes CRI send the cri.* layer labels",
-                  v21 ? " (and pull\n  # through its local path rather than the transfer service)"
-                      : "",
-                  "\n", "  disable_snapshot_annotations = false\n");
+  absl::StrAppend(
+      &out, "\n[plugins.'", kCriImagesV3, "']\n", "  snapshotter = ", Quote(name), "\n",
+      "  # default true; false makes CRI send the cri.* layer labels",
+      v21 ? " (and pull\n  # through its local path rather than the transfer service)" : "", "\n",
+      "  disable_snapshot_annotations = false\n");
   if (v21) {
     absl::StrAppend(
         &out,
         "\n# ctr and CRI transfer pulls unpack only for snapshotters listed here. Listing any\n"
         "# replaces containerd's default (this platform -> overlayfs), so that one is kept.\n",
         "[[plugins.'", kTransferV3, "'.unpack_config]]\n", "  platform = ", Quote(platform), "\n",
-        "  snapshotter = \"", kOverlayfs, "\"\n", "[[plugins.'", kTransferV3,
-        "'.unpack_config]]\n", "  platform = ", Quote(platform), "\n",
-        "  snapshotter = ", Quote(name), "\n");
+        "  snapshotter = \"", kOverlayfs, "\"\n", "[[plugins.'", kTransferV3, "'.unpack_config]]\n",
+        "  platform = ", Quote(platform), "\n", "  snapshotter = ", Quote(name), "\n");
   }
   return out;
 }
@@ -470,8 +470,7 @@ absl::StatusOr<ContainerdMergeFileResult> MergeContainerdConfigFile(
 
   const std::string tmp = absl::StrCat(path, ".zsnap-tmp-", getpid());
   unlink(tmp.c_str());  // a leftover of an earlier crashed run of this pid
-  if (absl::Status s = WriteNewFile(tmp, merge->text, st.st_mode, st.st_uid, st.st_gid);
-      !s.ok()) {
+  if (absl::Status s = WriteNewFile(tmp, merge->text, st.st_mode, st.st_uid, st.st_gid); !s.ok()) {
     return s;
   }
   if (rename(tmp.c_str(), path.c_str()) != 0) {

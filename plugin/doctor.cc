@@ -95,8 +95,7 @@ std::string FormatDoctorReport(const std::vector<CheckResult>& results) {
   for (const CheckResult& r : results) {
     ++counts[static_cast<int>(r.level)];
     const absl::string_view level = CheckLevelName(r.level);
-    absl::StrAppend(&out, level, std::string(6 - level.size(), ' '), r.name, ": ", r.detail,
-                    "\n");
+    absl::StrAppend(&out, level, std::string(6 - level.size(), ' '), r.name, ": ", r.detail, "\n");
     if (!r.fix.empty()) absl::StrAppend(&out, "      fix: ", r.fix, "\n");
   }
   absl::StrAppend(&out, counts[0], " ok, ", counts[1], " warnings, ", counts[2], " failed, ",
@@ -107,9 +106,8 @@ std::string FormatDoctorReport(const std::vector<CheckResult>& results) {
 nlohmann::json DoctorReportJson(const std::vector<CheckResult>& results) {
   nlohmann::json checks = nlohmann::json::array();
   for (const CheckResult& r : results) {
-    nlohmann::json c = {{"name", r.name},
-                        {"status", std::string(CheckLevelName(r.level))},
-                        {"detail", r.detail}};
+    nlohmann::json c = {
+        {"name", r.name}, {"status", std::string(CheckLevelName(r.level))}, {"detail", r.detail}};
     if (!r.fix.empty()) c["fix"] = r.fix;
     checks.push_back(std::move(c));
   }

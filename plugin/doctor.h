@@ -35,20 +35,20 @@ enum class CheckLevel { kOk, kWarn, kFail, kSkip };
 absl::string_view CheckLevelName(CheckLevel level);  // "OK", "WARN", "FAIL", "SKIP"
 
 struct CheckResult {
-  std::string name;    // e.g. "kernel/overlayfs"
+  std::string name;  // e.g. "kernel/overlayfs"
   CheckLevel level = CheckLevel::kOk;
   std::string detail;  // what was found
   std::string fix;     // what to do, empty when OK
 };
 
 struct DoctorOptions {
-  Config zsnap;                       // zsnap's configuration (root, address, userxattr)
-  std::string zsnap_config_path;      // where it came from, for messages ("" = defaults)
+  Config zsnap;                   // zsnap's configuration (root, address, userxattr)
+  std::string zsnap_config_path;  // where it came from, for messages ("" = defaults)
   std::string containerd_config_path = "/etc/containerd/config.toml";
-  std::string containerd_address;     // "" = [grpc] address of the config, else the default
-  std::string registry;               // HOST[:PORT]; "" = skip the registry check
+  std::string containerd_address;  // "" = [grpc] address of the config, else the default
+  std::string registry;            // HOST[:PORT]; "" = skip the registry check
   std::string proc_filesystems = "/proc/filesystems";
-  std::string ctr = "ctr";            // looked up on PATH; "" = do not run ctr
+  std::string ctr = "ctr";                    // looked up on PATH; "" = do not run ctr
   absl::Duration timeout = absl::Seconds(5);  // per network check / ctr run
 };
 
@@ -69,8 +69,7 @@ CheckResult CheckZsnapSocket(const std::string& address, absl::Duration timeout)
 // Parses a containerd config text and checks the zsnap wiring for `zsnap`'s address/root.
 // `source` names the file in messages and fixes.
 std::vector<CheckResult> CheckContainerdConfigText(absl::string_view text,
-                                                   const std::string& source,
-                                                   const Config& zsnap);
+                                                   const std::string& source, const Config& zsnap);
 // containerd's gRPC socket from a config text ([grpc] address), or the default.
 std::string ContainerdAddressFromConfig(absl::string_view text);
 CheckResult CheckContainerdSocket(const std::string& address, absl::Duration timeout);

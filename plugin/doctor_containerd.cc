@@ -1,5 +1,6 @@
 // `zsnap doctor` checks of the wiring: zsnap's socket, containerd's config, socket and plugin
 // list, and an optional registry.
+#include <grpcpp/grpcpp.h>
 #include <netdb.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -8,8 +9,6 @@
 
 #include <cerrno>
 #include <cstring>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -104,16 +103,16 @@ std::string ContainerdAddressFromConfig(absl::string_view text) {
 }
 
 std::vector<CheckResult> CheckContainerdConfigText(absl::string_view text,
-                                                   const std::string& source,
-                                                   const Config& zsnap) {
+                                                   const std::string& source, const Config& zsnap) {
   std::vector<CheckResult> out;
   toml::table doc;
   try {
     doc = toml::parse(std::string_view(text.data(), text.size()), std::string_view(source));
   } catch (const toml::parse_error& e) {
-    out.push_back({"containerd/config", CheckLevel::kFail,
-                   absl::StrCat(source, ":", e.source().begin.line, ": ", std::string(e.description())),
-                   "fix the TOML syntax; containerd will not start with this file"});
+    out.push_back(
+        {"containerd/config", CheckLevel::kFail,
+         absl::StrCat(source, ":", e.source().begin.line, ": ", std::string(e.description())),
+         "fix the TOML syntax; containerd will not start with this file"});
     return out;
   }
   const toml::node* vnode = doc.get("version");
@@ -121,10 +120,9 @@ std::vector<CheckResult> CheckContainerdConfigText(absl::string_view text,
   const bool v2 = version == 2;
   const bool v3 = version == 3 || version == 4;
   const std::string series = v3 ? "2.x" : "1.7";
-  const std::string merge_fix =
-      absl::StrCat("zsnap config containerd --merge ", source, " --containerd-version ", series,
-                   " --address ", zsnap.address, " --root ", zsnap.root,
-                   ", then systemctl restart containerd");
+  const std::string merge_fix = absl::StrCat(
+      "zsnap config containerd --merge ", source, " --containerd-version ", series, " --address ",
+      zsnap.address, " --root ", zsnap.root, ", then systemctl restart containerd");
   if (!v2 && !v3) {
     out.push_back({"containerd/config", CheckLevel::kFail,
                    absl::StrCat(source, " is config version ", version,
@@ -142,8 +140,8 @@ std::vector<CheckResult> CheckContainerdConfigText(absl::string_view text,
       if (f.is_string()) files.push_back(f.as_string()->get());
     }
     out.push_back({"containerd/config-imports", CheckLevel::kWarn,
-                   absl::StrCat(source, " imports ", absl::StrJoin(files, ", "),
-                                "; only ", source, " is checked, and an imported file that sets "
+                   absl::StrCat(source, " imports ", absl::StrJoin(files, ", "), "; only ", source,
+                                " is checked, and an imported file that sets "
                                 "the same tables replaces them"),
                    "keep zsnap's keys out of the imported files, or check `containerd config "
                    "dump`"});
@@ -164,26 +162,25 @@ std::vector<CheckResult> CheckContainerdConfigText(absl::string_view text,
   }
   if (plugin_name.empty()) {
     const std::string other = StringAt(doc, {"proxy_plugins", "zsnap", "address"});
-    out.push_back(
-        {"containerd/config-proxy-plugin", CheckLevel::kFail,
-         other.empty()
-             ? absl::StrCat(source, " has no [proxy_plugins] entry for zsnap's socket ",
-                            zsnap.address)
-             : absl::StrCat(source, ": [proxy_plugins.zsnap] address is ", other,
-                            " but zsnap listens on ", zsnap.address),
-         merge_fix});
+    out.push_back({"containerd/config-proxy-plugin", CheckLevel::kFail,
+                   other.empty()
+                       ? absl::StrCat(source, " has no [proxy_plugins] entry for zsnap's socket ",
+                                      zsnap.address)
+                       : absl::StrCat(source, ": [proxy_plugins.zsnap] address is ", other,
+                                      " but zsnap listens on ", zsnap.address),
+                   merge_fix});
     return out;
   }
   const std::string type = StringAt(doc, {"proxy_plugins", plugin_name, "type"});
   if (type != "snapshot" && type != "io.containerd.snapshotter.v1") {
-    out.push_back({"containerd/config-proxy-plugin", CheckLevel::kFail,
-                   absl::StrCat("[proxy_plugins.", plugin_name, "] type is \"", type,
-                                "\", not \"snapshot\""),
-                   merge_fix});
+    out.push_back(
+        {"containerd/config-proxy-plugin", CheckLevel::kFail,
+         absl::StrCat("[proxy_plugins.", plugin_name, "] type is \"", type, "\", not \"snapshot\""),
+         merge_fix});
   } else {
     out.push_back({"containerd/config-proxy-plugin", CheckLevel::kOk,
-                   absl::StrCat("[proxy_plugins.", plugin_name, "] type = \"snapshot\", address = ",
-                                zsnap.address),
+                   absl::StrCat("[proxy_plugins.", plugin_name,
+                                "] type = \"snapshot\", address = ", zsnap.address),
                    ""});
   }
   const std::string root = StringAt(doc, {"proxy_plugins", plugin_name, "exports", "root"});
@@ -232,9 +229,8 @@ std::vector<CheckResult> CheckContainerdConfigText(absl::string_view text,
 
   if (v3) {
     // 2.1+ transfer-service pulls (ctr, CRI when it uses the transfer service).
-    const bool annotations =
-        StringAt(doc, {"proxy_plugins", plugin_name, "exports",
-                       "enable_remote_snapshot_annotations"}) == "true";
+    const bool annotations = StringAt(doc, {"proxy_plugins", plugin_name, "exports",
+                                            "enable_remote_snapshot_annotations"}) == "true";
     bool unpack = false;
     if (const toml::node* n = At(doc, {"plugins", kTransferV3, "unpack_config"})) {
       if (const toml::array* a = n->as_array()) {
@@ -281,8 +277,8 @@ CheckResult CheckContainerdSocket(const std::string& address, absl::Duration tim
 
 std::string SnapshotterStatusFromCtr(absl::string_view ctr_output, absl::string_view name) {
   for (absl::string_view line : absl::StrSplit(ctr_output, '\n')) {
-    std::vector<absl::string_view> f = absl::StrSplit(line, absl::ByAnyChar(" \t"),
-                                                      absl::SkipEmpty());
+    std::vector<absl::string_view> f =
+        absl::StrSplit(line, absl::ByAnyChar(" \t"), absl::SkipEmpty());
     if (f.size() >= 3 && f[0] == "io.containerd.snapshotter.v1" && f[1] == name) {
       return std::string(f.back());
     }
@@ -303,10 +299,10 @@ CheckResult CheckCtrPlugins(const std::string& ctr, const std::string& address,
             "is containerd hung? journalctl -u containerd"};
   }
   if (run->exit_code != 0) {
-    return {name, CheckLevel::kFail,
-            absl::StrCat("`ctr plugins ls` exited ", run->exit_code, ": ",
-                         run->output.substr(0, 300)),
-            "systemctl status containerd"};
+    return {
+        name, CheckLevel::kFail,
+        absl::StrCat("`ctr plugins ls` exited ", run->exit_code, ": ", run->output.substr(0, 300)),
+        "systemctl status containerd"};
   }
   const std::string status = SnapshotterStatusFromCtr(run->output, "zsnap");
   if (status == "ok") {
@@ -323,9 +319,9 @@ CheckResult CheckRegistry(const std::string& host_port, absl::Duration timeout) 
   const std::string name = "registry";
   std::string host = host_port;
   std::string port = "443";
-  if (const size_t colon = host_port.rfind(':');
-      colon != std::string::npos && host_port.find(']') == std::string::npos &&
-      host_port.find(':') == colon) {
+  if (const size_t colon = host_port.rfind(':'); colon != std::string::npos &&
+                                                 host_port.find(']') == std::string::npos &&
+                                                 host_port.find(':') == colon) {
     host = host_port.substr(0, colon);
     port = host_port.substr(colon + 1);
   }
@@ -333,8 +329,7 @@ CheckResult CheckRegistry(const std::string& host_port, absl::Duration timeout) 
   hints.ai_socktype = SOCK_STREAM;
   addrinfo* res = nullptr;
   if (const int rc = getaddrinfo(host.c_str(), port.c_str(), &hints, &res); rc != 0) {
-    return {name, CheckLevel::kFail,
-            absl::StrCat("cannot resolve ", host, ": ", gai_strerror(rc)),
+    return {name, CheckLevel::kFail, absl::StrCat("cannot resolve ", host, ": ", gai_strerror(rc)),
             "check DNS (/etc/resolv.conf) and the registry name"};
   }
   std::string last_error = "no addresses";

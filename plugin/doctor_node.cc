@@ -84,8 +84,7 @@ CheckResult XattrCheck(const std::string& file, const std::string& name, const s
     }
   }
   return {check, if_missing,
-          absl::StrCat("cannot set a ", name, ".* xattr on ", fs, ": ", std::strerror(errno),
-                       why),
+          absl::StrCat("cannot set a ", name, ".* xattr on ", fs, ": ", std::strerror(errno), why),
           fix};
 }
 
@@ -120,8 +119,8 @@ std::vector<CheckResult> CheckRootFilesystem(const std::string& root, bool userx
   for (const char* sub : {"/lower", "/upper", "/work", "/merged"}) mkdir((d + sub).c_str(), 0755);
   std::ofstream(d + "/lower/probe") << "zsnap";
 
-  std::string options = absl::StrCat("lowerdir=", d, "/lower,upperdir=", d, "/upper,workdir=", d,
-                                     "/work");
+  std::string options =
+      absl::StrCat("lowerdir=", d, "/lower,upperdir=", d, "/upper,workdir=", d, "/work");
   if (overlay::OverlayHasIndexParam()) options = "index=off," + options;
   if (userxattr_needed) options += ",userxattr";
   if (mount("overlay", (d + "/merged").c_str(), "overlay", 0, options.c_str()) != 0) {
@@ -137,8 +136,8 @@ std::vector<CheckResult> CheckRootFilesystem(const std::string& root, bool userx
     const bool read_lower = std::filesystem::exists(d + "/merged/probe");
     umount2((d + "/merged").c_str(), 0);
     if (wrote && read_lower) {
-      out.push_back({"root/overlay-mount", CheckLevel::kOk,
-                     absl::StrCat("overlay mount works on ", fs), ""});
+      out.push_back(
+          {"root/overlay-mount", CheckLevel::kOk, absl::StrCat("overlay mount works on ", fs), ""});
     } else {
       out.push_back({"root/overlay-mount", CheckLevel::kFail,
                      absl::StrCat("overlay mounted on ", fs, " but did not behave (lower visible: ",
@@ -156,8 +155,7 @@ std::vector<CheckResult> CheckRootFilesystem(const std::string& root, bool userx
   out.push_back(XattrCheck(
       file, "user", fs, userxattr_needed ? CheckLevel::kFail : CheckLevel::kWarn,
       userxattr_needed ? "; needed with userxattr" : " (only needed with userxattr)",
-      userxattr_needed ? "use a filesystem with user.* xattrs (ext4, xfs) for zsnap's root"
-                       : ""));
+      userxattr_needed ? "use a filesystem with user.* xattrs (ext4, xfs) for zsnap's root" : ""));
   return out;
 }
 
@@ -181,10 +179,10 @@ CheckResult CheckUserxattr(UserXattr mode, bool needed) {
             "containerd's own overlayfs snapshotter",
             "set userxattr = \"auto\" unless this is deliberate"};
   }
-  return {name, CheckLevel::kOk,
-          absl::StrCat("userxattr = \"", mode == UserXattr::kOn ? "on" : "off",
-                       "\" matches this node"),
-          ""};
+  return {
+      name, CheckLevel::kOk,
+      absl::StrCat("userxattr = \"", mode == UserXattr::kOn ? "on" : "off", "\" matches this node"),
+      ""};
 }
 
 }  // namespace zsnap::plugin

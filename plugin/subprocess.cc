@@ -60,7 +60,8 @@ absl::StatusOr<CommandResult> RunCommand(const std::vector<std::string>& argv,
     if (got < 0 && errno == EINTR) continue;
     if (got <= 0) break;  // EOF: the child (and anything it left running) closed the pipe
     if (result.output.size() < max_output) {
-      result.output.append(buf, std::min(static_cast<size_t>(got), max_output - result.output.size()));
+      result.output.append(buf,
+                           std::min(static_cast<size_t>(got), max_output - result.output.size()));
     }
   }
   close(fds[0]);
@@ -69,9 +70,8 @@ absl::StatusOr<CommandResult> RunCommand(const std::vector<std::string>& argv,
   while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
   if (timed_out) {
-    return absl::DeadlineExceededError(absl::StrCat("`", absl::StrJoin(argv, " "),
-                                                    "` did not finish within ",
-                                                    absl::FormatDuration(timeout)));
+    return absl::DeadlineExceededError(absl::StrCat(
+        "`", absl::StrJoin(argv, " "), "` did not finish within ", absl::FormatDuration(timeout)));
   }
   result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   return result;

@@ -1,7 +1,5 @@
 #include "plugin/version.h"
 
-#include <algorithm>
-
 #include <archive.h>
 #include <google/protobuf/stubs/common.h>
 #include <grpcpp/grpcpp.h>
@@ -10,6 +8,8 @@
 #include <sqlite3.h>
 #include <zlib.h>
 #include <zstd.h>
+
+#include <algorithm>
 
 #include "absl/base/config.h"
 #include "absl/strings/match.h"
@@ -74,8 +74,8 @@ nlohmann::json BuildInfoJson(const BuildInfo& info) {
   nlohmann::json libraries = nlohmann::json::object();
   for (const auto& [name, version] : info.libraries) libraries[name] = version;
   return {
-      {"version", info.version},   {"git_commit", info.git_commit}, {"compiler", info.compiler},
-      {"build_type", info.build_type}, {"system", info.system},     {"sanitize", info.sanitize},
+      {"version", info.version},       {"git_commit", info.git_commit}, {"compiler", info.compiler},
+      {"build_type", info.build_type}, {"system", info.system},         {"sanitize", info.sanitize},
       {"libraries", libraries},
   };
 }

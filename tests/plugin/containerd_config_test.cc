@@ -75,8 +75,7 @@ TEST(ContainerdSnippetTest, Version2SchemaFor1x) {
     const toml::table t = Parse(RenderContainerdSnippet(Options(s)));
     EXPECT_EQ(t["version"].value<int64_t>(), 2);
     EXPECT_EQ(t["proxy_plugins"]["zsnap"]["type"].value<std::string>(), "snapshot");
-    EXPECT_EQ(t["proxy_plugins"]["zsnap"]["address"].value<std::string>(),
-              "/run/zsnap/zsnap.sock");
+    EXPECT_EQ(t["proxy_plugins"]["zsnap"]["address"].value<std::string>(), "/run/zsnap/zsnap.sock");
     EXPECT_EQ(t["proxy_plugins"]["zsnap"]["exports"]["root"].value<std::string>(),
               "/var/lib/zsnap");
     const auto cri = t["plugins"]["io.containerd.grpc.v1.cri"]["containerd"];
@@ -122,8 +121,8 @@ TEST(ContainerdSnippetTest, Version3SchemaFor2x) {
 
 // Merging into an empty table gives the same document as the rendered snippet.
 TEST(ContainerdMergeTest, MergeEqualsRenderedSnippet) {
-  for (ContainerdSeries s : {ContainerdSeries::k1_6, ContainerdSeries::k2_0,
-                             ContainerdSeries::k2_1Plus}) {
+  for (ContainerdSeries s :
+       {ContainerdSeries::k1_6, ContainerdSeries::k2_0, ContainerdSeries::k2_1Plus}) {
     const std::string version = s == ContainerdSeries::k1_6 ? "version = 2\n" : "version = 3\n";
     absl::StatusOr<ContainerdMerge> m = MergeContainerdConfig(version, "c.toml", Options(s));
     ASSERT_TRUE(m.ok()) << m.status();
@@ -156,9 +155,9 @@ root = "/data/containerd"
                 .value<std::string>(),
             "runc");
   EXPECT_EQ(t["proxy_plugins"]["other"]["address"].value<std::string>(), "/run/other.sock");
-  EXPECT_EQ(t["plugins"]["io.containerd.grpc.v1.cri"]["containerd"]["snapshotter"]
-                .value<std::string>(),
-            "zsnap");
+  EXPECT_EQ(
+      t["plugins"]["io.containerd.grpc.v1.cri"]["containerd"]["snapshotter"].value<std::string>(),
+      "zsnap");
 
   absl::StatusOr<ContainerdMerge> again =
       MergeContainerdConfig(m->text, "c.toml", Options(ContainerdSeries::k1_7));
@@ -177,7 +176,8 @@ TEST(ContainerdMergeTest, UnpackConfigAppendsToAnExistingList) {
       MergeContainerdConfig(text, "c.toml", Options(ContainerdSeries::k2_1Plus));
   ASSERT_TRUE(m.ok()) << m.status();
   const toml::table t = Parse(m->text);
-  const toml::array* a = t["plugins"]["io.containerd.transfer.v1.local"]["unpack_config"].as_array();
+  const toml::array* a =
+      t["plugins"]["io.containerd.transfer.v1.local"]["unpack_config"].as_array();
   ASSERT_NE(a, nullptr);
   ASSERT_EQ(a->size(), 2u);  // the user's list is kept as is (no overlayfs added), zsnap appended
   EXPECT_EQ((*a)[0].as_table()->get_as<std::string>("snapshotter")->get(), "stargz");
@@ -199,8 +199,8 @@ TEST(ContainerdMergeTest, RefusesVersionMismatch) {
   EXPECT_EQ(m.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(m.status().message(), HasSubstr("config version 1"));
 
-  EXPECT_TRUE(MergeContainerdConfig("version = 4\n", "c.toml", Options(ContainerdSeries::k2_1Plus))
-                  .ok());
+  EXPECT_TRUE(
+      MergeContainerdConfig("version = 4\n", "c.toml", Options(ContainerdSeries::k2_1Plus)).ok());
   m = MergeContainerdConfig("version = 2\n[proxy_plugins]\nzsnap = 1\n", "c.toml",
                             Options(ContainerdSeries::k1_7));
   EXPECT_EQ(m.status().code(), absl::StatusCode::kInvalidArgument);

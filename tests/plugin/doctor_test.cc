@@ -51,13 +51,13 @@ TEST(DoctorTest, OverlayListed) {
 
 // What `zsnap config containerd` writes passes every config check, for each version.
 TEST(DoctorTest, GeneratedContainerdConfigIsGood) {
-  for (ContainerdSeries s : {ContainerdSeries::k1_6, ContainerdSeries::k1_7,
-                             ContainerdSeries::k2_1Plus}) {
+  for (ContainerdSeries s :
+       {ContainerdSeries::k1_6, ContainerdSeries::k1_7, ContainerdSeries::k2_1Plus}) {
     const std::vector<CheckResult> rs = CheckContainerdConfigText(Snippet(s), "c.toml", Zsnap());
     ASSERT_GE(rs.size(), 3u);
     for (const CheckResult& r : rs) {
-      EXPECT_EQ(r.level, CheckLevel::kOk) << ContainerdSeriesName(s) << " " << r.name << ": "
-                                          << r.detail;
+      EXPECT_EQ(r.level, CheckLevel::kOk)
+          << ContainerdSeriesName(s) << " " << r.name << ": " << r.detail;
     }
   }
   // 2.0's snippet has no transfer keys: a warning, not a failure.
@@ -109,8 +109,8 @@ TEST(DoctorTest, ContainerdConfigDetails) {
 }
 
 TEST(DoctorTest, ImportsAreAWarning) {
-  const std::string text = "imports = [\"/etc/containerd/config.d/*.toml\"]\n" +
-                           Snippet(ContainerdSeries::k1_7);
+  const std::string text =
+      "imports = [\"/etc/containerd/config.d/*.toml\"]\n" + Snippet(ContainerdSeries::k1_7);
   const std::vector<CheckResult> rs = CheckContainerdConfigText(text, "c.toml", Zsnap());
   ASSERT_NE(Find(rs, "containerd/config-imports"), nullptr);
   EXPECT_EQ(Find(rs, "containerd/config-imports")->level, CheckLevel::kWarn);
@@ -162,8 +162,7 @@ TEST(DoctorTest, RootFilesystemProbesLeaveNothingBehind) {
 TEST(DoctorTest, SocketsAndRegistry) {
   testing::TempDir dir;
   EXPECT_EQ(CheckZsnapSocket(dir.Sub("none.sock"), absl::Seconds(1)).level, CheckLevel::kFail);
-  EXPECT_EQ(CheckContainerdSocket(dir.Sub("none.sock"), absl::Seconds(1)).level,
-            CheckLevel::kFail);
+  EXPECT_EQ(CheckContainerdSocket(dir.Sub("none.sock"), absl::Seconds(1)).level, CheckLevel::kFail);
 
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};

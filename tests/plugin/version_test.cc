@@ -22,8 +22,8 @@ TEST(VersionTest, BuildInfoHasEveryFact) {
     names.push_back(name);
     EXPECT_THAT(version, MatchesRegex("(lts_)?[0-9].*")) << name;  // no "OpenSSL " prefix
   }
-  EXPECT_THAT(names, ::testing::IsSupersetOf({"grpc", "protobuf", "zstd", "isa-l", "libarchive",
-                                              "openssl", "sqlite"}));
+  EXPECT_THAT(names, ::testing::IsSupersetOf(
+                         {"grpc", "protobuf", "zstd", "isa-l", "libarchive", "openssl", "sqlite"}));
 }
 
 TEST(VersionTest, TextAndJsonAgree) {
