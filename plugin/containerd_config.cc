@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <initializer_list>
 #include <sstream>
 #include <string_view>
@@ -432,8 +433,15 @@ absl::StatusOr<ContainerdMerge> MergeContainerdConfig(absl::string_view existing
 }
 
 absl::StatusOr<ContainerdMergeFileResult> MergeContainerdConfigFile(
-    const std::string& path, const ContainerdSnippetOptions& options, absl::Time now) {
+    const std::string& given_path, const ContainerdSnippetOptions& options, absl::Time now) {
   ContainerdMergeFileResult result;
+  // A symlinked config (e.g. to a file a node bootstrap manages) is edited where it points,
+  // so the link survives the rename below.
+  std::string path = given_path;
+  if (char* real = realpath(given_path.c_str(), nullptr)) {
+    path = real;
+    free(real);
+  }
   struct stat st;
   std::string existing;
   if (stat(path.c_str(), &st) != 0) {

@@ -84,7 +84,8 @@ struct ContainerdMergeFileResult {
 // Merges into the file at `path`: reads it (a missing file is created with the snippet),
 // writes the backup `path.bak-<UTC yyyymmddThhmmssZ>` (never overwriting an older one), then
 // writes the merged text to a temp file in the same directory with the original's mode and
-// owner, fsyncs and renames it over `path`.
+// owner, fsyncs and renames it over `path`. A symlink is followed: the file it points to is
+// replaced (and backed up next to it), the link stays.
 absl::StatusOr<ContainerdMergeFileResult> MergeContainerdConfigFile(
     const std::string& path, const ContainerdSnippetOptions& options, absl::Time now);
 

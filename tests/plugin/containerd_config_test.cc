@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -267,6 +268,21 @@ TEST(ContainerdMergeFileTest, BackupAtomicWriteAndIdempotence) {
   r = MergeContainerdConfigFile(path, Options(ContainerdSeries::k2_1Plus), now);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(ReadAll(path), before);
+}
+
+TEST(ContainerdMergeFileTest, FollowsASymlink) {
+  testing::TempDir dir;
+  const std::string target = dir.Sub("real.toml");
+  const std::string link = dir.Sub("config.toml");
+  std::ofstream(target) << "version = 2\n";
+  ASSERT_EQ(symlink("real.toml", link.c_str()), 0);
+  absl::StatusOr<ContainerdMergeFileResult> r =
+      MergeContainerdConfigFile(link, Options(ContainerdSeries::k1_7), absl::Now());
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(std::filesystem::is_symlink(link));
+  EXPECT_THAT(r->backup, ::testing::StartsWith(target + ".bak-"));
+  EXPECT_EQ(Parse(ReadAll(link))["proxy_plugins"]["zsnap"]["type"].value<std::string>(),
+            "snapshot");
 }
 
 TEST(ContainerdMergeFileTest, CreatesAMissingFile) {
