@@ -12,6 +12,7 @@
 #   fallback   zsnap's registry view broken four ways - a dead server, 404 (blob missing), a blob
 #              corrupted in storage, 401 (credentials containerd has and zsnap does not) - each
 #              time zsnap logs the reason and hands the layer back, and the pull still succeeds;
+#              with the credentials in its docker config.json zsnap serves the layers again;
 #              a mirror that is down is skipped and zsnap still serves the layers;
 #   shared     two images sharing their two base layers pulled at once: each blob fetched once,
 #              no error, nothing staged afterwards;
@@ -342,6 +343,22 @@ zsnap_hosts_same
 IMAGE=$REGISTRY_ADDR/itest/remote:v1
 FALLBACK_PULL_ARGS=(--creds alice:s3cret)
 fallback_case 401 'reason=registry.*(UNAUTHENTICATED|401)'
+
+# The same registry once zsnap has the credentials too (docker config.json "auths"): zsnap
+# serves every layer again.
+ITEST_CURRENT=basic-auth
+printf '{"auths": {"%s": {"auth": "%s"}}}\n' "$REGISTRY_ADDR" "$(printf 'alice:s3cret' | base64)" \
+  >"$ITEST_DIR/docker-config.json"
+zsnap_stop
+zsnap_start "$ZSNAP_ROOT" "$ZSNAP_EXTRA
+docker_config = \"$ITEST_DIR/docker-config.json\"" || itest_die "zsnap did not restart"
+log_mark
+pull "$IMAGE" --creds alice:s3cret
+itest_check_eq basic-auth-pull-exit-0 0 "$RC"
+itest_check_eq basic-auth-remote-commits 3 "$(log_since_mark | grep -c 'remote op=prepare .*committed=true')"
+itest_check_eq basic-auth-no-fallback 0 "$(log_since_mark | grep -c 'op=fallback')"
+CONTENT=$(content_digests)
+itest_check_fails basic-auth-content-lacks-layer-1 grep -qxF "${LAYERS[0]}" <<<"$CONTENT"
 
 itest_check zsnap-still-running zsnap_running
 itest_report
