@@ -22,6 +22,8 @@
 #   namespaces (containerd 2.1+) the image pulled at once by CRI into k8s.io and by a transfer
 #              pull into a second namespace: one GET per blob, every layer committed once and
 #              found present by the other namespace, no error, nothing staged;
+#   cri-transfer (containerd 2.1+) CRI with disable_snapshot_annotations at its default, so it
+#              pulls through the transfer service itself: zsnap still provides every layer;
 #   kill       zsnap killed with SIGKILL mid-pull (a large layer), restarted: the next pull
 #              ends with a correct image, and after rmi + GC nothing of zsnap's is left.
 # CONTAINERD_BIN_DIR / CONTAINERD_CONFIG_VERSION select another containerd (default /usr/bin =
@@ -391,6 +393,30 @@ if containerd_at_least 2.1; then
   check_image_in namespaces-other "$OTHER_NS"
   ns_forget "$OTHER_NS" || itest_fail namespaces-forget-other "snapshots left: $(ns_snapshots "$OTHER_NS")"
   forget "$IMAGE" || itest_fail namespaces-forget "snapshots left: $(snapshots_in zsnap) dirs: $(zsnap_dir_count)"
+
+  # CRI through the transfer service: 2.1's own path once no setting forces the local one
+  # (disable_snapshot_annotations left at its default); the cri.* labels come from the export.
+  ITEST_CURRENT=cri-transfer
+  containerd_stop
+  CD_MARK=$(wc -l <"$CONTAINERD_LOG")
+  CONTAINERD_CRI_TRANSFER_PULL=1 containerd_start || itest_die "containerd (CRI transfer pull) did not restart"
+  log_mark
+  note_gets
+  pull "$IMAGE"
+  itest_check_eq cri-transfer-pull-exit-0 0 "$RC"
+  itest_check_eq cri-transfer-not-local-pull 0 \
+    "$(tail -n +"$((CD_MARK + 1))" "$CONTAINERD_LOG" | grep -c 'Falling back to local image pull mode')"
+  itest_check_eq cri-transfer-commits-3-layers 3 "$(log_since_mark | grep -c 'remote op=prepare .*committed=true')"
+  itest_check_eq cri-transfer-no-fallback 0 "$(log_since_mark | grep -c 'op=fallback')"
+  check_image_in cri-transfer k8s.io
+  for i in 0 1 2; do
+    itest_check_fails "cri-transfer-content-store-no-blob-layer-$((i + 1))" blob_stored "${LAYERS[i]}"
+    itest_check_eq "cri-transfer-one-get-layer-$((i + 1))" 1 "$(($(blob_gets "${LAYERS[i]}") - GETS_BEFORE[${LAYERS[i]}]))"
+  done
+  itest_check_eq cri-transfer-staging-empty 0 "$(staging_entries)"
+  forget "$IMAGE" || itest_fail cri-transfer-forget "snapshots left: $(snapshots_in zsnap) dirs: $(zsnap_dir_count)"
+  containerd_stop
+  containerd_start || itest_die "containerd (CRI local pull) did not restart"
 fi
 
 # --- kill: SIGKILL mid-pull, restart, pull again ----------------------------------------------
