@@ -18,10 +18,20 @@
 #              zsnap serves every layer;
 #   shared     two images sharing their two base layers pulled at once: each blob fetched once,
 #              no error, nothing staged afterwards;
+#   transfer   (containerd 2.1+) `ctr image pull` through the transfer service (the proxy
+#              plugin's enable_remote_snapshot_annotations export + the transfer unpack_config
+#              entry): zsnap commits every layer, no layer blob reaches containerd's content
+#              store, the container runs;
+#   namespaces (containerd 2.1+) the image pulled at once by CRI into k8s.io and by a transfer
+#              pull into a second namespace: one GET per blob, every layer committed once and
+#              found present by the other namespace, no error, nothing staged;
+#   cri-transfer (containerd 2.1+) CRI with disable_snapshot_annotations at its default, so it
+#              pulls through the transfer service itself: zsnap still provides every layer;
 #   kill       zsnap killed with SIGKILL mid-pull (a large layer), restarted: the next pull
 #              ends with a correct image, and after rmi + GC nothing of zsnap's is left.
 # CONTAINERD_BIN_DIR / CONTAINERD_CONFIG_VERSION select another containerd (default /usr/bin =
-# Debian 12's 1.6.20); remote_versions_test.sh runs this for 1.7.24 and 2.1.9.
+# Debian 12's 1.6.20); remote_versions_test.sh runs this for 1.7.24 and 2.1.9
+# (REMOTE_TEST_SUFFIX names the scratch dir).
 # Needs: ZSNAP_BIN, root, overlayfs; containerd, runc, docker-registry, skopeo, jq, go (treediff).
 # shellcheck disable=SC2034  # ITEST_CURRENT names the phase for itest_die and the exit trap
 set -uo pipefail
@@ -33,6 +43,9 @@ itest_require_cmd skopeo jq curl gzip zstd tar sha256sum unshare go
 : "${ZSNAP_BIN:?ZSNAP_BIN must point at the zsnap binary}"
 CONTAINERD_BIN_DIR=${CONTAINERD_BIN_DIR:-/usr/bin}
 [[ -x $CONTAINERD_BIN_DIR/containerd ]] || itest_die "no containerd in $CONTAINERD_BIN_DIR"
+CONTAINERD_VERSION=$(containerd_version "$CONTAINERD_BIN_DIR")
+# containerd_at_least X.Y: the containerd under test is X.Y or newer.
+containerd_at_least() { [[ $(printf '%s\n' "$1" "$CONTAINERD_VERSION" | sort -V | head -n1) == "$1" ]]; }
 export CONTAINERD_WITH_CRI=1
 export CONTAINERD_CRI_REGISTRY_CONFIG_PATH=$ITEST_DIR/containerd-certs.d
 export REGISTRY_ACCESSLOG=1
@@ -78,6 +91,8 @@ k8s_run() {
 }
 snapshots_in() { k8s_ctr snapshot --snapshotter "$1" ls 2>/dev/null | awk 'NR > 1 {print $1}' | sort; }
 content_digests() { k8s_ctr content ls -q 2>/dev/null | sort; }
+# blob_stored DIGEST: containerd's content store holds the blob (in any namespace).
+blob_stored() { [[ -e $CONTAINERD_ROOT/io.containerd.content.v1.content/blobs/sha256/${1#sha256:} ]]; }
 staging_entries() { find "$ZSNAP_ROOT/staging" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
 zsnap_dir_count() { find "$ZSNAP_ROOT/snapshots" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
 blob_gets() { grep -cE "\"GET /v2/[^ ]*/blobs/$1[ ?]" "$REGISTRY_LOG" 2>/dev/null; }
@@ -130,8 +145,14 @@ itest_check content-has-manifest grep -qxF "$MANIFEST_DIGEST" <<<"$CONTENT"
 itest_check content-has-config grep -qxF "$CONFIG_DIGEST" <<<"$CONTENT"
 for i in 0 1 2; do
   itest_check_fails "content-lacks-layer-$((i + 1))" grep -qxF "${LAYERS[i]}" <<<"$CONTENT"
+  itest_check_fails "content-store-no-blob-layer-$((i + 1))" blob_stored "${LAYERS[i]}"
   itest_check_eq "registry-one-get-layer-$((i + 1))" 1 "$(blob_gets "${LAYERS[i]}")"
 done
+# 2.1+ CRI pulls through the transfer service unless a setting needs the local path;
+# disable_snapshot_annotations = false is one (internal/cri/config CheckLocalImagePullConfigs).
+if containerd_at_least 2.1; then
+  itest_check remote-cri-local-pull-mode grep -q 'Falling back to local image pull mode' "$CONTAINERD_LOG"
+fi
 itest_check_eq remote-staging-empty 0 "$(staging_entries)"
 itest_check_eq remote-run-layer1 "$IMAGE_EXPECT_HELLO" "$(k8s_run "$IMAGE" hello cat /data/hello.txt 2>&1)"
 itest_check_eq remote-run-layer3 "$IMAGE_EXPECT_LAYER3" "$(k8s_run "$IMAGE" l3 cat /data/layer3.txt 2>&1)"
@@ -281,6 +302,125 @@ itest_check_eq shared-run-a "$IMAGE_EXPECT_LAYER3" "$(k8s_run "$IMAGE" sa cat /d
 itest_check_eq shared-run-b "layer 3 of b" "$(k8s_run "$IMAGE_B" sb cat /data/layer3.txt 2>&1)"
 "$ZSNAP_BIN" rmi --cri-endpoint "$CONTAINERD_ADDRESS" "$IMAGE_B" >/dev/null 2>&1
 forget "$IMAGE" || itest_fail shared-forget "snapshots left: $(snapshots_in zsnap)"
+
+# --- transfer, namespaces (containerd 2.1+): pulls through the transfer service ---------------
+# `ctr image pull` of 2.x goes through the transfer service; it sends the cri.* labels only for
+# a snapshotter exporting enable_remote_snapshot_annotations = "true" and unpacks only into one
+# listed in the transfer plugin's unpack_config (both written by lib/containerd.sh).
+if containerd_at_least 2.1; then
+  ITEST_CURRENT=transfer
+  # Namespaces named itest-* so that containerd_stop removes their runc state.
+  XFER_NS=itest-$$-xfer
+  OTHER_NS=itest-$$-other
+  ns_ctr() {
+    local ns=$1
+    shift
+    CTR_NAMESPACE=$ns itest_ctr "$@"
+  }
+  # xfer_pull NS: `ctr image pull` of $IMAGE into NS; output in $ITEST_DIR/xfer-pull-NS.out.
+  xfer_pull() {
+    ns_ctr "$1" image pull --snapshotter zsnap --hosts-dir "$CONTAINERD_CRI_REGISTRY_CONFIG_PATH" \
+      "$IMAGE" >"$ITEST_DIR/xfer-pull-$1.out" 2>&1
+  }
+  ns_snapshots() { ns_ctr "$1" snapshot --snapshotter zsnap ls 2>/dev/null | awk 'NR > 1 {print $1}' | sort; }
+  ns_content() { ns_ctr "$1" content ls -q 2>/dev/null | sort; }
+  ns_run() {
+    local ns=$1 id=$2
+    shift 2
+    ns_ctr "$ns" run --rm --runc-root "$ITEST_DIR/runc" --snapshotter zsnap "$IMAGE" "itest-$$-$id" "$@"
+  }
+  # ns_forget NS: remove $IMAGE from NS and wait until GC has removed NS's zsnap snapshots.
+  ns_forget() {
+    ns_ctr "$1" image rm --sync "$IMAGE" >/dev/null 2>&1
+    ns_gone() { [[ -z $(ns_snapshots "$1") ]]; }
+    itest_wait_for 60 "GC of $IMAGE in $1" ns_gone "$1"
+  }
+  note_gets() { for d in "${LAYERS[@]}"; do GETS_BEFORE[$d]=$(blob_gets "$d"); done; }
+  # check_image_in NAME NS: NS holds $IMAGE as zsnap's chain, with no layer blob in content.
+  check_image_in() {
+    local name=$1 ns=$2 content i
+    itest_check_eq "$name-zsnap-has-the-chain" "$(printf '%s\n' "${CHAIN[@]}" | sort)" "$(ns_snapshots "$ns")"
+    content=$(ns_content "$ns")
+    itest_check "$name-content-has-manifest" grep -qxF "$MANIFEST_DIGEST" <<<"$content"
+    itest_check "$name-content-has-config" grep -qxF "$CONFIG_DIGEST" <<<"$content"
+    for i in 0 1 2; do
+      itest_check_fails "$name-content-lacks-layer-$((i + 1))" grep -qxF "${LAYERS[i]}" <<<"$content"
+    done
+    itest_check_eq "$name-run" "$IMAGE_EXPECT_LAYER3" "$(ns_run "$ns" "$name" cat /data/layer3.txt 2>&1)"
+  }
+  # zsnap_problems: warning/error lines zsnap logged since log_mark.
+  zsnap_problems() { log_since_mark | grep -E '^[^ ]+ (warning|error|critical) ' | head -n 5; }
+
+  log_mark
+  note_gets
+  if xfer_pull "$XFER_NS"; then
+    itest_pass transfer-pull-exit-0
+  else
+    itest_fail transfer-pull-exit-0 "$(tail -n 5 "$ITEST_DIR/xfer-pull-$XFER_NS.out")"
+  fi
+  itest_check_eq transfer-commits-3-layers 3 "$(log_since_mark | grep -c 'remote op=prepare .*committed=true')"
+  itest_check_eq transfer-no-fallback 0 "$(log_since_mark | grep -c 'op=fallback')"
+  check_image_in transfer "$XFER_NS"
+  for i in 0 1 2; do
+    itest_check_fails "transfer-content-store-no-blob-layer-$((i + 1))" blob_stored "${LAYERS[i]}"
+    itest_check_eq "transfer-one-get-layer-$((i + 1))" 1 "$(($(blob_gets "${LAYERS[i]}") - GETS_BEFORE[${LAYERS[i]}]))"
+  done
+  itest_check_eq transfer-staging-empty 0 "$(staging_entries)"
+  ns_forget "$XFER_NS" || itest_fail transfer-forget "snapshots left: $(ns_snapshots "$XFER_NS")"
+  itest_check_eq transfer-gc-leaves-nothing 0 "$(zsnap_dir_count)"
+
+  # One image in two namespaces at once: CRI (k8s.io, local pull) and a transfer pull.
+  ITEST_CURRENT=namespaces
+  log_mark
+  note_gets
+  xfer_pull "$OTHER_NS" &
+  XP=$!
+  pull "$IMAGE"
+  RC_CRI=$RC
+  wait "$XP"
+  RC_XFER=$?
+  itest_check_eq namespaces-both-pulls-succeed "0 0" "$RC_CRI $RC_XFER" ||
+    itest_log "transfer pull: $(tail -n 5 "$ITEST_DIR/xfer-pull-$OTHER_NS.out")"
+  for i in 0 1 2; do
+    itest_check_eq "namespaces-one-get-layer-$((i + 1))" 1 "$(($(blob_gets "${LAYERS[i]}") - GETS_BEFORE[${LAYERS[i]}]))"
+    itest_check_fails "namespaces-content-store-no-blob-layer-$((i + 1))" blob_stored "${LAYERS[i]}"
+  done
+  # Each layer committed by whichever namespace got there first, found present by the other.
+  itest_check_eq namespaces-commits-3-layers 3 "$(log_since_mark | grep -c 'remote op=prepare .*committed=true')"
+  itest_check_eq namespaces-3-layers-present 3 "$(log_since_mark | grep -c 'remote op=prepare .*present=true')"
+  itest_check_eq namespaces-no-fallback 0 "$(log_since_mark | grep -c 'op=fallback')"
+  itest_check_eq namespaces-no-zsnap-warning "" "$(zsnap_problems)"
+  itest_check_eq namespaces-one-copy-per-layer 3 "$(zsnap_dir_count)"
+  itest_check_eq namespaces-staging-empty 0 "$(staging_entries)"
+  check_image_in namespaces-k8s k8s.io
+  check_image_in namespaces-other "$OTHER_NS"
+  ns_forget "$OTHER_NS" || itest_fail namespaces-forget-other "snapshots left: $(ns_snapshots "$OTHER_NS")"
+  forget "$IMAGE" || itest_fail namespaces-forget "snapshots left: $(snapshots_in zsnap) dirs: $(zsnap_dir_count)"
+
+  # CRI through the transfer service: 2.1's own path once no setting forces the local one
+  # (disable_snapshot_annotations left at its default); the cri.* labels come from the export.
+  ITEST_CURRENT=cri-transfer
+  containerd_stop
+  CD_MARK=$(wc -l <"$CONTAINERD_LOG")
+  CONTAINERD_CRI_TRANSFER_PULL=1 containerd_start || itest_die "containerd (CRI transfer pull) did not restart"
+  log_mark
+  note_gets
+  pull "$IMAGE"
+  itest_check_eq cri-transfer-pull-exit-0 0 "$RC"
+  itest_check_eq cri-transfer-not-local-pull 0 \
+    "$(tail -n +"$((CD_MARK + 1))" "$CONTAINERD_LOG" | grep -c 'Falling back to local image pull mode')"
+  itest_check_eq cri-transfer-commits-3-layers 3 "$(log_since_mark | grep -c 'remote op=prepare .*committed=true')"
+  itest_check_eq cri-transfer-no-fallback 0 "$(log_since_mark | grep -c 'op=fallback')"
+  check_image_in cri-transfer k8s.io
+  for i in 0 1 2; do
+    itest_check_fails "cri-transfer-content-store-no-blob-layer-$((i + 1))" blob_stored "${LAYERS[i]}"
+    itest_check_eq "cri-transfer-one-get-layer-$((i + 1))" 1 "$(($(blob_gets "${LAYERS[i]}") - GETS_BEFORE[${LAYERS[i]}]))"
+  done
+  itest_check_eq cri-transfer-staging-empty 0 "$(staging_entries)"
+  forget "$IMAGE" || itest_fail cri-transfer-forget "snapshots left: $(snapshots_in zsnap) dirs: $(zsnap_dir_count)"
+  containerd_stop
+  containerd_start || itest_die "containerd (CRI local pull) did not restart"
+fi
 
 # --- kill: SIGKILL mid-pull, restart, pull again ----------------------------------------------
 ITEST_CURRENT=kill

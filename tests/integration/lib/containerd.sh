@@ -10,6 +10,10 @@
 #                              default off
 #   CONTAINERD_CRI_SNAPSHOTTER the snapshotter CRI pulls unpack into (default zsnap; e.g.
 #                              overlayfs for containerd's own)
+#   CONTAINERD_CRI_TRANSFER_PULL  1 = (config v3, 2.1+) leave disable_snapshot_annotations at
+#                              its default, so CRI pulls through the transfer service (the cri.*
+#                              labels then come from the enable_remote_snapshot_annotations
+#                              export); default: set it false, which forces CRI's local pull
 #   CONTAINERD_CRI_REGISTRY_CONFIG_PATH  CRI's registry config_path: a hosts dir in certs.d
 #                              layout (<host[:port]>/hosts.toml), read on every pull (default
 #                              $ITEST_DIR/containerd-certs.d); containerd_cri_registry_http
@@ -86,10 +90,12 @@ containerd_write_config() {
     cri_disabled='"io.containerd.grpc.v1.cri", "io.containerd.cri.v1.images", "io.containerd.cri.v1.runtime"'
     if [[ -n ${CONTAINERD_WITH_CRI:-} ]]; then
       cri_disabled=""
+      local annotations="
+  disable_snapshot_annotations = false"
+      [[ -z ${CONTAINERD_CRI_TRANSFER_PULL:-} ]] || annotations=""
       cri_conf="
 [plugins.'io.containerd.cri.v1.images']
-  snapshotter = \"$cri_snapshotter\"
-  disable_snapshot_annotations = false
+  snapshotter = \"$cri_snapshotter\"$annotations
 [plugins.'io.containerd.cri.v1.runtime'.cni]
   conf_dir = \"$ITEST_DIR/cni/net.d\"
 [plugins.'io.containerd.grpc.v1.cri']
