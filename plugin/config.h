@@ -25,6 +25,16 @@
 //   # Largest zstd window accepted (ZSTD_d_windowLogMax), 10..31; 27 = 128 MiB.
 //   zstd_window_log_max = 27
 //
+//   [metrics]
+//   # Prometheus endpoint (HTTP GET /metrics): "IP:PORT" ("127.0.0.1:9464", "[::1]:9464"; port
+//   # 0 = a free port, logged as metrics_serving) or "unix:///absolute/path". "" = none.
+//   address = ""
+//
+//   [reports]
+//   # Image pull reports kept under <root>/reports for `zsnap stats`, newest first; 0 keeps
+//   # none. 0..100000.
+//   keep = 100
+//
 // Unknown keys, wrong types and out-of-range values are errors whose message names the file,
 // line and column. Load() and Parse() never throw.
 //
@@ -57,6 +67,21 @@ struct UnpackConfig {
   friend bool operator==(const UnpackConfig&, const UnpackConfig&) = default;
 };
 
+// [metrics]
+struct MetricsConfig {
+  std::string address;  // empty: no metrics endpoint; else see ParseMetricsAddress
+
+  friend bool operator==(const MetricsConfig&, const MetricsConfig&) = default;
+};
+
+// [reports]
+inline constexpr int kMaxReportsKeep = 100000;
+struct ReportsConfig {
+  int keep = 100;  // 0: no report history
+
+  friend bool operator==(const ReportsConfig&, const ReportsConfig&) = default;
+};
+
 struct Config {
   std::string root = kDefaultRoot;
   std::string address = kDefaultAddress;
@@ -64,6 +89,8 @@ struct Config {
   LogFormat log_format = LogFormat::kText;
   overlay::SnapshotterOptions::UserXattr userxattr = overlay::SnapshotterOptions::UserXattr::kAuto;
   UnpackConfig unpack;
+  MetricsConfig metrics;
+  ReportsConfig reports;
 
   // Reads and parses the TOML file at `path`.
   static absl::StatusOr<Config> Load(const std::string& path);

@@ -17,6 +17,7 @@
 #include "plugin/server.h"
 #include "plugin/signals.h"
 #include "plugin/snapshots_service.h"
+#include "plugin/telemetry.h"
 #include "spdlog/spdlog.h"
 
 namespace zsnap::plugin {
@@ -70,8 +71,13 @@ absl::Status RunDaemon(const Config& config) {
                                      snapshotter.status().message()));
   }
 
+  // Metrics, pull reports and /metrics; the remote puller reports to (*telemetry)->pull_observer().
+  absl::StatusOr<std::unique_ptr<Telemetry>> telemetry = Telemetry::Start(config);
+  if (!telemetry.ok()) return telemetry.status();
+
   SnapshotsService service(**snapshotter);
-  absl::StatusOr<std::unique_ptr<Server>> server = Server::Start(config.address, service);
+  absl::StatusOr<std::unique_ptr<Server>> server =
+      Server::Start(config.address, service, (*telemetry)->GrpcInterceptors());
   if (!server.ok()) return server.status();
 
   Notify("READY=1");
@@ -85,6 +91,7 @@ absl::Status RunDaemon(const Config& config) {
   (*server)->Shutdown(kShutdownGrace);
   (*server)->Wait();
   server->reset();
+  (*telemetry)->Stop();
   LogEvent(spdlog::level::info, "stopped", {{"address", config.address}});
   return absl::OkStatus();
 }
