@@ -11,6 +11,8 @@
 #include "plugin/config.h"
 #include "plugin/daemon.h"
 #include "plugin/logging.h"
+#include "plugin/pull_stats.h"
+#include "plugin/report_store.h"
 #include "plugin/signals.h"
 #include "plugin/unpack_command.h"
 #include "unpack/timing.h"
@@ -27,6 +29,7 @@ Usage:
   zsnap unpack [--media-type T] [--digest sha256:..] [--diff-id sha256:..] [--threads N]
                [--json] [--config FILE] BLOB|- DEST
   zsnap config check FILE | zsnap config default
+  zsnap stats [--config FILE | --root DIR] [--json] [--limit N]
   zsnap version
   zsnap help [COMMAND]
 
@@ -76,12 +79,28 @@ check    parse and validate FILE, then print the effective configuration
 default  print the default configuration (every key, as TOML)
 )";
 
+constexpr char kStatsUsage[] =
+    R"(Usage: zsnap stats [--config FILE | --root DIR] [--json] [--limit N]
+
+Shows the most recent image pulls zsnap served, newest first, from the report history under
+<root>/reports (kept by the daemon, [reports] keep in the config): time, image, outcome,
+layers pulled remotely / in the image, bytes in (compressed) and out (tar), wall time, the
+seconds each stage took summed over the pull's layers, and throughput.
+
+Options:
+  --config FILE  take root from this config file
+  --root DIR     the daemon's root (default /var/lib/zsnap)
+  --json         print the reports as a JSON array instead of a table
+  --limit N      at most N pulls, 1..100000 (default 20)
+)";
+
 constexpr char kVersionUsage[] = "Usage: zsnap version\n\nPrints the version of zsnap.\n";
 
 const char* UsageFor(absl::string_view command) {
   if (command == "serve") return kServeUsage;
   if (command == "unpack") return kUnpackUsage;
   if (command == "config") return kConfigUsage;
+  if (command == "stats") return kStatsUsage;
   if (command == "version") return kVersionUsage;
   return nullptr;
 }
@@ -192,6 +211,32 @@ int ConfigCommand(const ParsedArgs& args, std::ostream& out, std::ostream& err) 
   return UsageError(err, "config", "want 'check FILE' or 'default'");
 }
 
+int Stats(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
+  if (!args.positional.empty()) {
+    return UsageError(err, "stats", absl::StrCat("unexpected argument '", args.positional[0], "'"));
+  }
+  std::optional<std::string> config_path = Value(args, "config");
+  std::optional<std::string> root = Value(args, "root");
+  if (config_path && root) return UsageError(err, "stats", "give --config or --root, not both");
+  if (config_path) {
+    absl::StatusOr<Config> config = Config::Load(*config_path);
+    if (!config.ok()) return Failure(err, "stats", config.status());
+    root = config->root;
+  }
+  size_t limit = 20;
+  if (auto text = Value(args, "limit")) {
+    if (!absl::SimpleAtoi(*text, &limit) || limit < 1 || limit > kMaxReportsKeep) {
+      return UsageError(err, "stats",
+                        absl::StrCat("--limit wants an integer in 1..100000, got '", *text, "'"));
+    }
+  }
+  const std::string dir = ReportsDir(root.value_or(kDefaultRoot));
+  if (absl::Status s = PrintStats(dir, limit, args.bools.contains("json"), out, err); !s.ok()) {
+    return Failure(err, "stats", s);
+  }
+  return kExitOk;
+}
+
 int Version(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
   if (!args.positional.empty()) return UsageError(err, "version", "takes no arguments");
   out << "zsnap " << ZSNAP_VERSION << " (grpc " << grpc::Version() << ")\n";
@@ -276,6 +321,7 @@ int RunCli(int argc, char** argv, std::ostream& out, std::ostream& err) {
       {"serve", {{"config", "root", "address", "log-level", "log-format"}, {}, Serve}},
       {"unpack", {{"media-type", "digest", "diff-id", "threads", "config"}, {"json"}, Unpack}},
       {"config", {{}, {}, ConfigCommand}},
+      {"stats", {{"config", "root", "limit"}, {"json"}, Stats}},
       {"version", {{}, {}, Version}},
   };
   auto it = commands.find(command);

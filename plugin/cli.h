@@ -3,6 +3,7 @@
 //   zsnap serve    run the snapshotter daemon (daemon.h)
 //   zsnap unpack   unpack one layer blob into a directory (unpack_command.h)
 //   zsnap config   check a config file / print the defaults (config.h)
+//   zsnap stats    recent image pulls from the report history (pull_stats.h)
 //   zsnap version, zsnap help [COMMAND]
 //
 // Each subcommand parses its own flags with a small GNU-style parser: `--name VALUE`,
