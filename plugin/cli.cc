@@ -9,8 +9,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "plugin/config.h"
+#include "plugin/cri_client.h"
 #include "plugin/daemon.h"
 #include "plugin/logging.h"
+#include "plugin/pull_command.h"
 #include "plugin/pull_stats.h"
 #include "plugin/report_store.h"
 #include "plugin/signals.h"
@@ -28,6 +30,8 @@ Usage:
               [--log-format text|json]
   zsnap unpack [--media-type T] [--digest sha256:..] [--diff-id sha256:..] [--threads N]
                [--json] [--config FILE] BLOB|- DEST
+  zsnap pull --cri-endpoint SOCKET [--creds USER:PASS] [--timeout DUR] [--json] IMAGE
+  zsnap rmi --cri-endpoint SOCKET [--timeout DUR] IMAGE
   zsnap config check FILE | zsnap config default
   zsnap stats [--config FILE | --root DIR] [--json] [--limit N]
   zsnap version
@@ -71,6 +75,34 @@ Options:
   --config FILE     take the [unpack] limits and userxattr from this config file
 )";
 
+constexpr char kPullUsage[] =
+    R"(Usage: zsnap pull --cri-endpoint SOCKET [--creds USER:PASS] [--timeout DUR] [--json] IMAGE
+
+Pulls IMAGE through a container runtime's CRI image service (runtime.v1.ImageService/
+PullImage), the call kubelet makes: containerd resolves, fetches and unpacks it with the
+snapshotter its CRI plugin is configured with, in namespace k8s.io. Prints the image ID the
+runtime returns and the wall time of the call, or with --json one object
+{"image", "image_ref", "wall_s"}.
+
+Options:
+  --cri-endpoint SOCKET  the runtime's socket, /path or unix:///path
+                         (containerd: /run/containerd/containerd.sock)
+  --creds USER:PASS      registry credentials, sent as the CRI AuthConfig (visible in ps)
+  --timeout DUR          deadline for the call: 90s, 10m, 1h30m; 0 = none (default 10m)
+  --json                 print the result as one JSON object
+)";
+
+constexpr char kRmiUsage[] =
+    R"(Usage: zsnap rmi --cri-endpoint SOCKET [--timeout DUR] IMAGE
+
+Removes IMAGE (a reference or image ID) through a container runtime's CRI image service
+(runtime.v1.ImageService/RemoveImage). An image that is not there is not an error.
+
+Options:
+  --cri-endpoint SOCKET  the runtime's socket, /path or unix:///path
+  --timeout DUR          deadline for the call: 90s, 10m; 0 = none (default 2m)
+)";
+
 constexpr char kConfigUsage[] =
     R"(Usage: zsnap config check FILE
        zsnap config default
@@ -99,6 +131,8 @@ constexpr char kVersionUsage[] = "Usage: zsnap version\n\nPrints the version of 
 const char* UsageFor(absl::string_view command) {
   if (command == "serve") return kServeUsage;
   if (command == "unpack") return kUnpackUsage;
+  if (command == "pull") return kPullUsage;
+  if (command == "rmi") return kRmiUsage;
   if (command == "config") return kConfigUsage;
   if (command == "stats") return kStatsUsage;
   if (command == "version") return kVersionUsage;
@@ -193,6 +227,61 @@ int Unpack(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
   } else {
     out << FormatTimingTable(*timing);
   }
+  return kExitOk;
+}
+
+// Checks the --cri-endpoint and the single IMAGE of `pull` and `rmi`; the usage error's exit
+// code if they are wrong.
+std::optional<int> CheckCriArgs(const ParsedArgs& args, absl::string_view command,
+                                std::ostream& err) {
+  std::optional<std::string> endpoint = Value(args, "cri-endpoint");
+  if (!endpoint.has_value()) return UsageError(err, command, "--cri-endpoint SOCKET is required");
+  if (absl::StatusOr<std::string> target = CriTarget(*endpoint); !target.ok()) {
+    return UsageError(err, command, target.status().message());
+  }
+  if (args.positional.size() != 1) return UsageError(err, command, "want exactly one IMAGE");
+  if (args.positional[0].empty()) return UsageError(err, command, "IMAGE is empty");
+  return std::nullopt;
+}
+
+int Pull(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
+  if (std::optional<int> usage = CheckCriArgs(args, "pull", err)) return *usage;
+  PullArgs pull_args;
+  pull_args.endpoint = *Value(args, "cri-endpoint");
+  pull_args.image = args.positional[0];
+  if (auto creds = Value(args, "creds")) {
+    absl::StatusOr<CriAuth> auth = ParseCreds(*creds);
+    if (!auth.ok()) return UsageError(err, "pull", auth.status().message());
+    pull_args.auth = *std::move(auth);
+  }
+  if (auto timeout = Value(args, "timeout")) {
+    absl::StatusOr<absl::Duration> parsed = ParseTimeout(*timeout);
+    if (!parsed.ok()) return UsageError(err, "pull", parsed.status().message());
+    pull_args.timeout = *parsed;
+  }
+  absl::StatusOr<PullResult> result = RunPull(pull_args);
+  if (!result.ok()) return Failure(err, "pull", result.status());
+  if (args.bools.contains("json")) {
+    out << ToJson(*result).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+  } else {
+    out << FormatPullResult(*result);
+  }
+  return kExitOk;
+}
+
+int Rmi(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
+  if (std::optional<int> usage = CheckCriArgs(args, "rmi", err)) return *usage;
+  absl::Duration timeout = kDefaultRemoveTimeout;
+  if (auto text = Value(args, "timeout")) {
+    absl::StatusOr<absl::Duration> parsed = ParseTimeout(*text);
+    if (!parsed.ok()) return UsageError(err, "rmi", parsed.status().message());
+    timeout = *parsed;
+  }
+  const std::string& image = args.positional[0];
+  if (absl::Status s = RunRemoveImage(*Value(args, "cri-endpoint"), image, timeout); !s.ok()) {
+    return Failure(err, "rmi", s);
+  }
+  out << "removed " << image << "\n";
   return kExitOk;
 }
 
@@ -320,6 +409,8 @@ int RunCli(int argc, char** argv, std::ostream& out, std::ostream& err) {
   const std::map<std::string, Command> commands = {
       {"serve", {{"config", "root", "address", "log-level", "log-format"}, {}, Serve}},
       {"unpack", {{"media-type", "digest", "diff-id", "threads", "config"}, {"json"}, Unpack}},
+      {"pull", {{"cri-endpoint", "creds", "timeout"}, {"json"}, Pull}},
+      {"rmi", {{"cri-endpoint", "timeout"}, {}, Rmi}},
       {"config", {{}, {}, ConfigCommand}},
       {"stats", {{"config", "root", "limit"}, {"json"}, Stats}},
       {"version", {{}, {}, Version}},

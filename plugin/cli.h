@@ -2,6 +2,8 @@
 //
 //   zsnap serve    run the snapshotter daemon (daemon.h)
 //   zsnap unpack   unpack one layer blob into a directory (unpack_command.h)
+//   zsnap pull     pull an image through a runtime's CRI image service, as kubelet does
+//                  (pull_command.h); zsnap rmi removes one the same way
 //   zsnap config   check a config file / print the defaults (config.h)
 //   zsnap stats    recent image pulls from the report history (pull_stats.h)
 //   zsnap version, zsnap help [COMMAND]

@@ -68,6 +68,13 @@ class Reader {
     return nullptr;
   }
 
+  std::optional<bool> Bool(const toml::node& node, absl::string_view key) {
+    if (const auto* b = node.as_boolean()) return b->get();
+    Error(node.source(),
+          absl::StrCat("key '", key, "' must be a boolean, got ", TypeName(node.type())));
+    return std::nullopt;
+  }
+
   // An integer in [lo, hi], or nullopt after recording why not.
   std::optional<int64_t> Integer(const toml::node& node, absl::string_view key, int64_t lo,
                                  int64_t hi) {
@@ -290,6 +297,33 @@ absl::StatusOr<Config> Config::Parse(absl::string_view text, const std::string& 
                       }},
                  });
            }},
+          {"remote",
+           [&](const toml::node& node, const std::string& key) {
+             const toml::table* table = node.as_table();
+             if (table == nullptr) {
+               reader.Error(node.source(), absl::StrCat("key 'remote' must be a table, got ",
+                                                        TypeName(node.type())));
+               return;
+             }
+             RemoteConfig& r = config.remote;
+             reader.Table(
+                 *table, "remote.",
+                 {
+                     {"enabled",
+                      [&](const toml::node& n, const std::string& k) {
+                        if (auto v = reader.Bool(n, k)) r.enabled = *v;
+                      }},
+                     {"hosts_dir", set_string(&r.hosts_dir)},
+                     {"docker_config", set_string(&r.docker_config)},
+                     {"max_concurrent_layers", set_int(&r.max_concurrent_layers, 1, 256)},
+                     {"max_concurrent_layers_per_image",
+                      set_int(&r.max_concurrent_layers_per_image, 1, 256)},
+                     {"unclaimed_ttl_s", set_int(&r.unclaimed_ttl_s, 1, 7 * 24 * 3600)},
+                     {"connect_timeout_s", set_int(&r.connect_timeout_s, 1, 3600)},
+                     {"io_timeout_s", set_int(&r.io_timeout_s, 1, 3600)},
+                     {"max_attempts", set_int(&r.max_attempts, 1, 100)},
+                 });
+           }},
           {"metrics", [&](const toml::node& node,
                           const std::string&) { ParseMetricsTable(reader, node, config.metrics); }},
           {"reports", [&](const toml::node& node,
@@ -339,6 +373,18 @@ std::string Config::ToToml() const {
            {"writer_threads", unpack.writer_threads},
            {"max_uncompressed_bytes", static_cast<int64_t>(unpack.max_uncompressed_bytes)},
            {"zstd_window_log_max", unpack.zstd_window_log_max},
+       }},
+      {"remote",
+       toml::table{
+           {"enabled", remote.enabled},
+           {"hosts_dir", remote.hosts_dir},
+           {"docker_config", remote.docker_config},
+           {"max_concurrent_layers", remote.max_concurrent_layers},
+           {"max_concurrent_layers_per_image", remote.max_concurrent_layers_per_image},
+           {"unclaimed_ttl_s", remote.unclaimed_ttl_s},
+           {"connect_timeout_s", remote.connect_timeout_s},
+           {"io_timeout_s", remote.io_timeout_s},
+           {"max_attempts", remote.max_attempts},
        }},
       {"metrics", toml::table{{"address", metrics.address}}},
       {"reports", toml::table{{"keep", reports.keep}}},

@@ -25,6 +25,26 @@
 //   # Largest zstd window accepted (ZSTD_d_windowLogMax), 10..31; 27 = 128 MiB.
 //   zstd_window_log_max = 27
 //
+//   [remote]
+//   # Fetch and unpack layers itself when containerd prepares them with the target and CRI
+//   # labels (CRI with disable_snapshot_annotations = false); false: plain overlayfs.
+//   enabled = true
+//   # containerd-style hosts.toml tree (<dir>/<host>/hosts.toml: mirrors, CAs, client certs,
+//   # skip_verify, plain HTTP). Point it at the directory containerd's CRI uses.
+//   hosts_dir = "/etc/containerd/certs.d"
+//   # docker config.json with registry credentials (auths, credsStore, credHelpers);
+//   # empty: $DOCKER_CONFIG/config.json, else $HOME/.docker/config.json.
+//   docker_config = ""
+//   # Layers fetched+unpacked at once, over all images (1..256) and per image (1..256).
+//   max_concurrent_layers = 3
+//   max_concurrent_layers_per_image = 3
+//   # A staged layer no Prepare claims within this many seconds is deleted.
+//   unclaimed_ttl_s = 600
+//   # Registry timeouts (seconds) and attempts per request (1..100).
+//   connect_timeout_s = 30
+//   io_timeout_s = 60
+//   max_attempts = 4
+//
 //   [metrics]
 //   # Prometheus endpoint (HTTP GET /metrics): "IP:PORT" ("127.0.0.1:9464", "[::1]:9464"; port
 //   # 0 = a free port, logged as metrics_serving) or "unix:///absolute/path". "" = none.
@@ -67,6 +87,20 @@ struct UnpackConfig {
   friend bool operator==(const UnpackConfig&, const UnpackConfig&) = default;
 };
 
+struct RemoteConfig {
+  bool enabled = true;
+  std::string hosts_dir = "/etc/containerd/certs.d";
+  std::string docker_config;
+  int max_concurrent_layers = 3;
+  int max_concurrent_layers_per_image = 3;
+  int unclaimed_ttl_s = 600;
+  int connect_timeout_s = 30;
+  int io_timeout_s = 60;
+  int max_attempts = 4;
+
+  friend bool operator==(const RemoteConfig&, const RemoteConfig&) = default;
+};
+
 // [metrics]
 struct MetricsConfig {
   std::string address;  // empty: no metrics endpoint; else see ParseMetricsAddress
@@ -89,6 +123,7 @@ struct Config {
   LogFormat log_format = LogFormat::kText;
   overlay::SnapshotterOptions::UserXattr userxattr = overlay::SnapshotterOptions::UserXattr::kAuto;
   UnpackConfig unpack;
+  RemoteConfig remote;
   MetricsConfig metrics;
   ReportsConfig reports;
 

@@ -6,12 +6,14 @@
 
 #include <cerrno>
 #include <csignal>
+#include <chrono>
 #include <cstring>
 #include <memory>
 #include <string>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "overlay/mounts.h"
 #include "overlay/snapshotter.h"
 #include "plugin/logging.h"
 #include "plugin/server.h"
@@ -19,6 +21,11 @@
 #include "plugin/snapshots_service.h"
 #include "plugin/telemetry.h"
 #include "spdlog/spdlog.h"
+#include "unpack/docker_credentials.h"
+#include "unpack/image_source.h"
+#include "unpack/layer_puller.h"
+#include "unpack/registry_client.h"
+#include "unpack/remote_snapshotter.h"
 
 namespace zsnap::plugin {
 namespace {
@@ -28,6 +35,61 @@ void Notify(const char* state) {
   if (int r = sd_notify(0, state); r < 0) {
     spdlog::warn("sd_notify({}): {}", state, std::strerror(-r));
   }
+}
+
+// Builds the remote path around `inner`: registry client (hosts.toml, docker credentials),
+// image source, layer puller (staging under the root, cleared of a previous run's leftovers).
+absl::StatusOr<std::unique_ptr<overlay::Snapshotter>> StartRemote(
+    const Config& config, std::unique_ptr<overlay::Snapshotter> inner,
+    unpack::PullObserver* observer, std::unique_ptr<unpack::RegistryClient>& registry,
+    std::unique_ptr<unpack::RegistryImageSource>& image_source,
+    std::unique_ptr<unpack::LayerPuller>& puller) {
+  const RemoteConfig& rc = config.remote;
+  unpack::RegistryClientOptions ro;
+  ro.hosts.config_dir = rc.hosts_dir;
+  unpack::DockerCredentialsOptions co;
+  co.config_path = rc.docker_config;
+  absl::StatusOr<unpack::DockerCredentials> creds = unpack::DockerCredentials::Load(co);
+  if (!creds.ok()) {
+    return absl::Status(creds.status().code(),
+                        absl::StrCat("remote: registry credentials: ", creds.status().message()));
+  }
+  ro.credentials = creds->AsLookup();
+  ro.timeouts.connect = std::chrono::seconds(rc.connect_timeout_s);
+  ro.timeouts.io = std::chrono::seconds(rc.io_timeout_s);
+  ro.retry.max_attempts = rc.max_attempts;
+  registry = std::make_unique<unpack::RegistryClient>(std::move(ro));
+  image_source = std::make_unique<unpack::RegistryImageSource>(*registry);
+
+  unpack::LayerPullerOptions po;
+  po.staging_dir = absl::StrCat(inner->root(), "/staging");
+  if (absl::Status s = unpack::LayerPuller::ClearStaging(po.staging_dir); !s.ok()) {
+    return absl::Status(s.code(), absl::StrCat("remote: clearing staging: ", s.message()));
+  }
+  po.max_concurrent_layers = rc.max_concurrent_layers;
+  po.max_concurrent_layers_per_image = rc.max_concurrent_layers_per_image;
+  po.unclaimed_ttl = absl::Seconds(rc.unclaimed_ttl_s);
+  po.limits = config.unpack.Limits();
+  po.writer_threads = config.unpack.writer_threads;
+  switch (config.userxattr) {
+    case overlay::SnapshotterOptions::UserXattr::kOn:
+      po.userxattr = true;
+      break;
+    case overlay::SnapshotterOptions::UserXattr::kOff:
+      po.userxattr = false;
+      break;
+    case overlay::SnapshotterOptions::UserXattr::kAuto:
+      po.userxattr = overlay::NeedsUserxattr(inner->root());
+      break;
+  }
+  puller = std::make_unique<unpack::LayerPuller>(*image_source, po, observer);
+  LogEvent(spdlog::level::info, "remote",
+           {{"enabled", "true"},
+            {"hosts_dir", rc.hosts_dir},
+            {"max_concurrent_layers", absl::StrCat(rc.max_concurrent_layers)},
+            {"max_concurrent_layers_per_image", absl::StrCat(rc.max_concurrent_layers_per_image)},
+            {"staging", po.staging_dir}});
+  return std::make_unique<unpack::RemoteSnapshotter>(std::move(inner), *puller, observer);
 }
 
 }  // namespace
@@ -71,11 +133,25 @@ absl::Status RunDaemon(const Config& config) {
                                      snapshotter.status().message()));
   }
 
-  // Metrics, pull reports and /metrics; the remote puller reports to (*telemetry)->pull_observer().
+  // Metrics, pull reports and /metrics; the remote puller reports to its PullObserver. Declared
+  // before the remote path so that the recorder outlives the puller that calls it.
   absl::StatusOr<std::unique_ptr<Telemetry>> telemetry = Telemetry::Start(config);
   if (!telemetry.ok()) return telemetry.status();
 
-  SnapshotsService service(**snapshotter);
+  // The remote path (containerd-api.md §3) wraps the overlay snapshotter; declared in this
+  // order so that teardown runs remote -> puller -> image source -> registry client.
+  std::unique_ptr<unpack::RegistryClient> registry;
+  std::unique_ptr<unpack::RegistryImageSource> image_source;
+  std::unique_ptr<unpack::LayerPuller> puller;
+  std::unique_ptr<overlay::Snapshotter> served = *std::move(snapshotter);
+  if (config.remote.enabled) {
+    absl::StatusOr<std::unique_ptr<overlay::Snapshotter>> remote = StartRemote(
+        config, std::move(served), (*telemetry)->pull_observer(), registry, image_source, puller);
+    if (!remote.ok()) return remote.status();
+    served = *std::move(remote);
+  }
+
+  SnapshotsService service(*served);
   absl::StatusOr<std::unique_ptr<Server>> server =
       Server::Start(config.address, service, (*telemetry)->GrpcInterceptors());
   if (!server.ok()) return server.status();

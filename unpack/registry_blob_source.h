@@ -30,6 +30,7 @@ class RegistryBlobSource final : public ByteSource {
 
   uint64_t offset() const { return offset_; }
   int resumes() const { return resumes_; }
+  int retries() const override { return resumes_; }
 
  private:
   // (Re)requests the blob from offset_ and positions the body there.

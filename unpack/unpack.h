@@ -30,6 +30,9 @@ class ByteSource {
   virtual ~ByteSource() = default;
   // Fills up to buf.size() bytes; returns the count, 0 at end of stream.
   virtual absl::StatusOr<size_t> Read(std::span<std::byte> buf) = 0;
+  // Requests re-sent after a failure so far (a registry body resumed with Range); 0 for
+  // sources that never retry.
+  virtual int retries() const { return 0; }
 };
 
 enum class Codec { kDetect, kPlain, kGzip, kZstd };

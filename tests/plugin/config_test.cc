@@ -41,8 +41,28 @@ userxattr = "on"
 writer_threads = 8
 max_uncompressed_bytes = 1048576
 zstd_window_log_max = 31
+
+[remote]
+enabled = false
+hosts_dir = "/etc/zsnap/certs.d"
+docker_config = "/etc/zsnap/docker.json"
+max_concurrent_layers = 6
+max_concurrent_layers_per_image = 2
+unclaimed_ttl_s = 60
+connect_timeout_s = 5
+io_timeout_s = 7
+max_attempts = 9
 )");
   ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->remote, (RemoteConfig{.enabled = false,
+                                          .hosts_dir = "/etc/zsnap/certs.d",
+                                          .docker_config = "/etc/zsnap/docker.json",
+                                          .max_concurrent_layers = 6,
+                                          .max_concurrent_layers_per_image = 2,
+                                          .unclaimed_ttl_s = 60,
+                                          .connect_timeout_s = 5,
+                                          .io_timeout_s = 7,
+                                          .max_attempts = 9}));
   EXPECT_EQ(config->root, "/srv/zsnap");
   EXPECT_EQ(config->address, "/run/z/s.sock");
   EXPECT_EQ(config->log_level, spdlog::level::debug);
@@ -102,6 +122,8 @@ TEST(ConfigTest, BadTypes) {
             "z.toml:2:18: key 'unpack.writer_threads' must "
             "be an integer, got string"},
            {"[unpack]\nmax_uncompressed_bytes = 1e9", "must be an integer, got float"},
+           {"[remote]\nenabled = \"yes\"", "key 'remote.enabled' must be a boolean, got string"},
+           {"remote = 1", "key 'remote' must be a table, got integer"},
        }) {
     absl::StatusOr<Config> config = Parse(c.text);
     ASSERT_FALSE(config.ok()) << c.text;
@@ -123,6 +145,9 @@ TEST(ConfigTest, BadValues) {
            {"[unpack]\nwriter_threads = 5000", "out of range [0, 1024]"},
            {"[unpack]\nzstd_window_log_max = 9", "out of range [10, 31]"},
            {"[unpack]\nmax_uncompressed_bytes = 0", "out of range"},
+           {"[remote]\nmax_concurrent_layers = 0", "out of range [1, 256]"},
+           {"[remote]\nunclaimed_ttl_s = 0", "'remote.unclaimed_ttl_s' = 0 is out of range"},
+           {"[remote]\nretries = 3", "unknown key 'remote.retries'"},
            {"root = \"relative/dir\"", "root \"relative/dir\" must be an absolute path"},
            {"address = \"\"", "must be an absolute socket path"},
            {"address = \"/" + std::string(120, 'a') + "\"", "longer than the 107 bytes"},
@@ -160,6 +185,9 @@ TEST(ConfigTest, ToTomlRoundTrips) {
   config.log_format = LogFormat::kJson;
   config.userxattr = UserXattr::kOff;
   config.unpack = {.writer_threads = 3, .max_uncompressed_bytes = 77, .zstd_window_log_max = 20};
+  config.remote.enabled = false;
+  config.remote.hosts_dir = "/x y";
+  config.remote.max_attempts = 2;
   for (const Config& c : {Config(), config}) {
     absl::StatusOr<Config> back = Parse(c.ToToml());
     ASSERT_TRUE(back.ok()) << back.status() << "\n" << c.ToToml();

@@ -5,13 +5,25 @@
 #   CONTAINERD_BIN_DIR         dir holding containerd, ctr, containerd-shim-runc-v2 (default /usr/bin)
 #   CONTAINERD_CONFIG_VERSION  2 (containerd 1.6/1.7) or 3 (2.x); default: from `containerd --version`
 #   CONTAINERD_RUNC_DIR        dir with a runc to put first on containerd's PATH (default: none)
-#   CONTAINERD_WITH_CRI        1 = keep the CRI plugin (with snapshotter = "zsnap"); default off
+#   CONTAINERD_WITH_CRI        1 = keep the CRI plugin (its gRPC services answer on
+#                              CONTAINERD_ADDRESS; containerd_start then also waits for it);
+#                              default off
+#   CONTAINERD_CRI_SNAPSHOTTER the snapshotter CRI pulls unpack into (default zsnap; e.g.
+#                              overlayfs for containerd's own)
+#   CONTAINERD_CRI_REGISTRY_CONFIG_PATH  CRI's registry config_path: a hosts dir in certs.d
+#                              layout (<host[:port]>/hosts.toml), read on every pull (default
+#                              $ITEST_DIR/containerd-certs.d); containerd_cri_registry_http
+#                              adds a plain-HTTP host to it
 #   CONTAINERD_EXTRA_TOML      text appended to the generated config.toml
 #   CTR_NAMESPACE              containerd namespace ctr uses (default itest-<pid>)
 # containerd_start sets (and exports):
 #   CONTAINERD_ADDRESS  its gRPC socket      CONTAINERD_ROOT / CONTAINERD_STATE  its dirs
 #   CONTAINERD_CONFIG   its config.toml      CONTAINERD_LOG  its log        CONTAINERD_PID
-# Everything is private: root, state, grpc/ttrpc/debug sockets, opt dir; no metrics listener.
+#   CONTAINERD_CRI_SNAPSHOTTER, CONTAINERD_CRI_REGISTRY_CONFIG_PATH (with CONTAINERD_WITH_CRI)
+# containerd_start may be called again after containerd_stop (same root and state, config
+# rewritten from the variables), e.g. to switch CONTAINERD_CRI_SNAPSHOTTER.
+# Everything is private: root, state, grpc/ttrpc/debug sockets, opt dir, CRI's CNI conf dir
+# (which it would otherwise create as /etc/cni/net.d); no metrics listener.
 # Shims are found by their -address argument (this containerd's socket) and stopped with it.
 
 if [[ -n ${ZSNAP_ITEST_CONTAINERD_SH:-} ]]; then return 0; fi
@@ -47,6 +59,8 @@ containerd_platform() {
 containerd_write_config() {
   local file=$1 version=$2
   local cri_disabled cri_conf=""
+  local cri_snapshotter=${CONTAINERD_CRI_SNAPSHOTTER:-zsnap}
+  local cri_hosts=${CONTAINERD_CRI_REGISTRY_CONFIG_PATH:-}
   if [[ $version == 2 ]]; then
     cri_disabled='"io.containerd.grpc.v1.cri"'
     if [[ -n ${CONTAINERD_WITH_CRI:-} ]]; then
@@ -57,9 +71,14 @@ containerd_write_config() {
   stream_server_address = \"127.0.0.1\"
   stream_server_port = \"0\"
   enable_selinux = false
+[plugins.\"io.containerd.grpc.v1.cri\".cni]
+  conf_dir = \"$ITEST_DIR/cni/net.d\"
 [plugins.\"io.containerd.grpc.v1.cri\".containerd]
-  snapshotter = \"zsnap\"
+  snapshotter = \"$cri_snapshotter\"
   disable_snapshot_annotations = false"
+      [[ -z $cri_hosts ]] || cri_conf+="
+[plugins.\"io.containerd.grpc.v1.cri\".registry]
+  config_path = \"$cri_hosts\""
     fi
   else
     cri_disabled='"io.containerd.grpc.v1.cri", "io.containerd.cri.v1.images", "io.containerd.cri.v1.runtime"'
@@ -67,12 +86,17 @@ containerd_write_config() {
       cri_disabled=""
       cri_conf="
 [plugins.'io.containerd.cri.v1.images']
-  snapshotter = \"zsnap\"
+  snapshotter = \"$cri_snapshotter\"
   disable_snapshot_annotations = false
+[plugins.'io.containerd.cri.v1.runtime'.cni]
+  conf_dir = \"$ITEST_DIR/cni/net.d\"
 [plugins.'io.containerd.grpc.v1.cri']
   disable_tcp_service = true
   stream_server_address = \"127.0.0.1\"
   stream_server_port = \"0\""
+      [[ -z $cri_hosts ]] || cri_conf+="
+[plugins.'io.containerd.cri.v1.images'.registry]
+  config_path = \"$cri_hosts\""
     fi
   fi
   # exports: root is honoured from 1.6.32/1.7.16 (CRI image-fs stats); 2.1+ transfer pulls add
@@ -135,6 +159,12 @@ containerd_start() {
   CONTAINERD_LOG=$ITEST_DIR/containerd.log
   : "${ZSNAP_SOCKET:?start zsnap (zsnap_start) before containerd}"
   mkdir -p "$CONTAINERD_ROOT" "$CONTAINERD_STATE" "$ITEST_DIR/containerd-opt"
+  if [[ -n ${CONTAINERD_WITH_CRI:-} ]]; then
+    CONTAINERD_CRI_SNAPSHOTTER=${CONTAINERD_CRI_SNAPSHOTTER:-zsnap}
+    CONTAINERD_CRI_REGISTRY_CONFIG_PATH=${CONTAINERD_CRI_REGISTRY_CONFIG_PATH:-$ITEST_DIR/containerd-certs.d}
+    mkdir -p "$CONTAINERD_CRI_REGISTRY_CONFIG_PATH"
+    export CONTAINERD_CRI_SNAPSHOTTER CONTAINERD_CRI_REGISTRY_CONFIG_PATH
+  fi
   containerd_write_config "$CONTAINERD_CONFIG" "$CONTAINERD_CONFIG_VERSION"
   local path="$CONTAINERD_BIN_DIR:$PATH"
   [[ -z ${CONTAINERD_RUNC_DIR:-} ]] || path="$CONTAINERD_RUNC_DIR:$path"
@@ -159,7 +189,27 @@ containerd__ready() {
   kill -0 "$CONTAINERD_PID" 2>/dev/null || return 99
   [[ -S $CONTAINERD_ADDRESS ]] || return 1
   itest_ctr version >/dev/null 2>&1 || return 1
-  itest_ctr plugins ls 2>/dev/null | grep -E 'io\.containerd\.snapshotter\.v1[[:space:]]+zsnap[[:space:]]' | grep -q ok
+  local plugins
+  plugins=$(itest_ctr plugins ls 2>/dev/null) || return 1
+  grep -E 'io\.containerd\.snapshotter\.v1[[:space:]]+zsnap[[:space:]]' <<<"$plugins" | grep -q ok || return 1
+  # With CRI on, its gRPC plugin must have loaded too (it does not on a bad CRI config).
+  [[ -z ${CONTAINERD_WITH_CRI:-} ]] ||
+    grep -E 'io\.containerd\.grpc\.v1[[:space:]]+cri[[:space:]]' <<<"$plugins" | grep -q ok
+}
+
+# containerd_cri_registry_http HOST:PORT: let CRI pulls reach the registry HOST:PORT over plain
+# HTTP: write $CONTAINERD_CRI_REGISTRY_CONFIG_PATH/HOST:PORT/hosts.toml (read on every pull,
+# so this works before or after containerd_start). Needs CONTAINERD_WITH_CRI.
+containerd_cri_registry_http() {
+  local host=$1
+  local dir=${CONTAINERD_CRI_REGISTRY_CONFIG_PATH:-$ITEST_DIR/containerd-certs.d}
+  mkdir -p "$dir/$host" || return 1
+  cat >"$dir/$host/hosts.toml" <<EOF
+server = "http://$host"
+
+[host."http://$host"]
+  capabilities = ["pull", "resolve"]
+EOF
 }
 
 # itest_ctr ARGS...: run this containerd's ctr against the private socket and namespace.

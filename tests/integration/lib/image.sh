@@ -92,7 +92,10 @@ image__blob() {
 
 # image_build_oci LAYOUT TAG [COMPRESSION]: build the three-layer test image described above as
 # an OCI image layout in LAYOUT (created) under reference name TAG. COMPRESSION is the layer
-# encoding in the layout: gzip (default), zstd or none. Prints nothing; returns non-zero on error.
+# encoding in the layout: gzip (default), zstd, none, or mixed (layer 1 gzip, 2 zstd, 3 plain
+# tar). IMAGE_LAYER3_TEXT (default $IMAGE_EXPECT_LAYER3) sets layer 3's file, so two builds can
+# share layers 1-2 (the tars are reproducible) and differ on top. Prints nothing; returns
+# non-zero on error.
 image_build_oci() {
   local layout=$1 tag=$2 comp=${3:-gzip}
   local work
@@ -129,19 +132,25 @@ image_build_oci() {
   # Layer 3.
   local l3=$work/l3
   mkdir -p "$l3/data"
-  echo "$IMAGE_EXPECT_LAYER3" >"$l3/data/layer3.txt"
+  echo "${IMAGE_LAYER3_TEXT:-$IMAGE_EXPECT_LAYER3}" >"$l3/data/layer3.txt"
 
-  local media_type diff_ids=() layers_json="" i digest size
+  local media_type diff_ids=() layers_json="" i digest size c
+  local -a comps
   case $comp in
-    gzip) media_type=application/vnd.oci.image.layer.v1.tar+gzip ;;
-    zstd) media_type=application/vnd.oci.image.layer.v1.tar+zstd ;;
-    none) media_type=application/vnd.oci.image.layer.v1.tar ;;
+    gzip | zstd | none) comps=("$comp" "$comp" "$comp") ;;
+    mixed) comps=(gzip zstd none) ;;
     *) itest_log "image_build_oci: unknown compression $comp"; return 1 ;;
   esac
   for i in 1 2 3; do
+    c=${comps[i - 1]}
+    case $c in
+      gzip) media_type=application/vnd.oci.image.layer.v1.tar+gzip ;;
+      zstd) media_type=application/vnd.oci.image.layer.v1.tar+zstd ;;
+      none) media_type=application/vnd.oci.image.layer.v1.tar ;;
+    esac
     image__tar "$work/l$i" "$work/l$i.tar" || return 1
     diff_ids+=("sha256:$(sha256sum "$work/l$i.tar" | cut -d' ' -f1)")
-    case $comp in
+    case $c in
       gzip) gzip -n -6 -c "$work/l$i.tar" >"$work/l$i.blob" ;;
       zstd) zstd -q -3 -c "$work/l$i.tar" >"$work/l$i.blob" ;;
       none) cp "$work/l$i.tar" "$work/l$i.blob" ;;
@@ -222,4 +231,26 @@ image_chain_ids() {
     fi
     echo "$chain"
   done
+}
+
+# image_push_raw LAYOUT TAG REPO:TAG: push oci:LAYOUT:TAG byte for byte with the Registry API
+# (monolithic blob uploads, then the manifest) — unlike skopeo, which compresses plain tar
+# layers on the way to a registry. Plain HTTP, no auth. Prints the manifest digest.
+image_push_raw() {
+  local layout=$1 tag=$2 dest=$3 repo=${3%:*} rtag=${3##*:} manifest digest location
+  manifest=$(jq -r --arg tag "$tag" \
+    '.manifests[] | select(.annotations["org.opencontainers.image.ref.name"] == $tag) | .digest' \
+    "$layout/index.json") || return 1
+  local mfile=$layout/blobs/sha256/${manifest#sha256:}
+  for digest in $(jq -r '.config.digest, .layers[].digest' "$mfile"); do
+    location=$(curl -sSf -X POST -D - -o /dev/null "http://$REGISTRY_ADDR/v2/$repo/blobs/uploads/" |
+      tr -d '\r' | awk 'tolower($1) == "location:" {print $2}') || return 1
+    [[ $location == http* ]] || location=http://$REGISTRY_ADDR$location
+    [[ $location == *\?* ]] && location+="&digest=$digest" || location+="?digest=$digest"
+    curl -sSf -X PUT -H 'Content-Type: application/octet-stream' \
+      --data-binary "@$layout/blobs/sha256/${digest#sha256:}" "$location" >/dev/null || return 1
+  done
+  curl -sSf -X PUT -H "Content-Type: $(jq -r .mediaType "$mfile")" --data-binary "@$mfile" \
+    "http://$REGISTRY_ADDR/v2/$repo/manifests/$rtag" >/dev/null || return 1
+  echo "$manifest"
 }
