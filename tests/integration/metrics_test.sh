@@ -6,10 +6,13 @@
 #     requests it made show up as zsnap_grpc_request_duration_seconds{method,code} series;
 #   * a real prometheus (Debian package, private config and storage, 127.0.0.1:<free port>)
 #     scrapes zsnap: up{job="zsnap"} == 1 and the gRPC duration series are queryable;
+#   * a CRI pull through zsnap's remote path (`zsnap pull --cri-endpoint`) leaves a timing
+#     report whose numbers add up (layers, bytes equal to the blobs' sizes in the manifest,
+#     layer times within the wall time) and metrics that agree with it (layers, bytes, stage
+#     and image histograms), in zsnap's /metrics and in prometheus;
 #   * the report history survives a restart: fixture reports written under <root>/reports are
-#     pruned to [reports] keep, a corrupt one is quarantined, and `zsnap stats` lists them
-#     before and after restarting the daemon.
-# When the remote puller reports real pulls, check_remote_reports below checks them too.
+#     pruned to [reports] keep, a corrupt one is quarantined, and `zsnap stats` lists them and
+#     the real pull's report before and after restarting the daemon.
 # Needs: ZSNAP_BIN, root, overlayfs; containerd, runc, docker-registry, skopeo, prometheus,
 # curl, jq.
 # shellcheck disable=SC2034  # ITEST_CURRENT names the phase for itest_die and the exit trap
@@ -20,10 +23,16 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/all.sh"
 itest_init metrics_test
 itest_require_cmd prometheus curl jq skopeo gzip tar sha256sum unshare
 
-ZSNAP_EXTRA='[metrics]
-address = "127.0.0.1:0"
+# containerd's CRI plugin and zsnap's remote path read the same hosts tree (plain HTTP).
+export CONTAINERD_WITH_CRI=1
+export CONTAINERD_CRI_REGISTRY_CONFIG_PATH=$ITEST_DIR/containerd-certs.d
+mkdir -p "$CONTAINERD_CRI_REGISTRY_CONFIG_PATH"
+ZSNAP_EXTRA="[remote]
+hosts_dir = \"$CONTAINERD_CRI_REGISTRY_CONFIG_PATH\"
+[metrics]
+address = \"127.0.0.1:0\"
 [reports]
-keep = 2'
+keep = 3"
 
 # metrics_address: the address the running zsnap logged for /metrics (empty until it has).
 metrics_address() {
@@ -75,9 +84,10 @@ ITEST_CURRENT=fixtures
 REPORTS=$ITEST_DIR/zsnap-root/reports
 mkdir -p "$REPORTS"
 fixture_report "$REPORTS/001795000000001-000.json" 1795000000001 fixture/oldest:v1
-fixture_report "$REPORTS/001795000000002-000.json" 1795000000002 fixture/middle:v1
-fixture_report "$REPORTS/001795000000003-000.json" 1795000000003 fixture/newest:v1
-echo '{"image": "truncated' >"$REPORTS/001795000000004-000.json"
+fixture_report "$REPORTS/001795000000002-000.json" 1795000000002 fixture/older:v1
+fixture_report "$REPORTS/001795000000003-000.json" 1795000000003 fixture/middle:v1
+fixture_report "$REPORTS/001795000000004-000.json" 1795000000004 fixture/newest:v1
+echo '{"image": "truncated' >"$REPORTS/001795000000005-000.json"
 
 # --- daemon with /metrics ------------------------------------------------------------------
 ITEST_CURRENT=start
@@ -91,18 +101,20 @@ itest_check_eq metrics-404-elsewhere 404 \
   "$(curl -sS -o /dev/null -w '%{http_code}' "http://$METRICS_ADDR/")"
 
 ITEST_CURRENT=reports
-itest_check_eq reports-pruned-to-keep "001795000000002-000.json 001795000000003-000.json" \
+itest_check_eq reports-pruned-to-keep \
+  "001795000000002-000.json 001795000000003-000.json 001795000000004-000.json" \
   "$(cd "$REPORTS" && ls -1 ./*.json | sed 's|^\./||' | tr '\n' ' ' | sed 's/ $//')"
-itest_check reports-corrupt-quarantined test -f "$REPORTS/001795000000004-000.json.corrupt"
-itest_check_match reports-corrupt-warned 'unreadable pull report .*001795000000004-000.json' \
+itest_check reports-corrupt-quarantined test -f "$REPORTS/001795000000005-000.json.corrupt"
+itest_check_match reports-corrupt-warned 'unreadable pull report .*001795000000005-000.json' \
   "$(cat "$ZSNAP_LOG")"
-itest_check_eq stats-json-before-restart "fixture/newest:v1 fixture/middle:v1" \
+itest_check_eq stats-json-lists-fixtures "fixture/newest:v1 fixture/middle:v1 fixture/older:v1" \
   "$("$ZSNAP_BIN" stats --root "$ZSNAP_ROOT" --json | jq -r '[.[].image] | join(" ")')"
 
 # --- Snapshots API traffic from a real containerd -----------------------------------------
 ITEST_CURRENT=pull
-containerd_start || itest_die "containerd did not start (log: $CONTAINERD_LOG)"
 registry_start || itest_die "docker-registry did not start"
+containerd_cri_registry_http "$REGISTRY_ADDR" || itest_die "cannot write hosts.toml"
+containerd_start || itest_die "containerd did not start (log: $CONTAINERD_LOG)"
 image_build_oci "$ITEST_DIR/oci" v1 none || itest_die "could not build the test image"
 image_push "$ITEST_DIR/oci" v1 itest/metrics:gzip gzip >/dev/null || itest_die "skopeo push failed"
 REF=$REGISTRY_ADDR/itest/metrics:gzip
@@ -128,8 +140,57 @@ itest_check_fails stat-missing-snapshot "$BIN/snapctl" -address "$ZSNAP_SOCKET" 
 itest_check grpc-error-code-counted test "$(sample "${G}_count{code=\"NOT_FOUND\",method=\"Stat\"}")" = 1
 itest_check_eq nothing-in-flight 0 "$(sample zsnap_layers_in_flight)"
 
+# --- a remote pull: its report and metrics add up -----------------------------------------
+ITEST_CURRENT=remote-pull
+image_build_oci "$ITEST_DIR/oci-mixed" v1 mixed || itest_die "could not build the mixed image"
+image_push_raw "$ITEST_DIR/oci-mixed" v1 itest/metrics-remote:v1 >/dev/null || itest_die "push failed"
+RIMAGE=$REGISTRY_ADDR/itest/metrics-remote:v1
+BLOB_BYTES=$(registry_manifest itest/metrics-remote:v1 | jq '[.layers[].size] | add')
+NLAYERS=$(registry_manifest itest/metrics-remote:v1 | jq '.layers | length')
+itest_check zsnap-pull-cri "$ZSNAP_BIN" pull --cri-endpoint "$CONTAINERD_ADDRESS" --timeout 5m "$RIMAGE"
+
+# remote_reports: the reports of real pulls (not the fixtures), newest first, as a JSON array.
+remote_reports() {
+  "$ZSNAP_BIN" stats --root "$ZSNAP_ROOT" --json --limit 100 |
+    jq -c '[.[] | select(.image | startswith("fixture/") | not)]'
+}
+remote__reported() { [[ $(remote_reports | jq length) -ge 1 ]]; }
+itest_wait_for 30 "the remote pull's report" remote__reported
+REPORT=$(remote_reports | jq -c '.[0] // {}')
+itest_check_eq report-layers-remote "$NLAYERS/$NLAYERS/0" \
+  "$(jq -r '"\(.layers_remote)/\(.layers_total)/\(.layers_fallback)"' <<<"$REPORT")"
+itest_check_eq report-outcome ok "$(jq -r .outcome <<<"$REPORT")"
+itest_check_eq report-bytes-in-are-the-blobs "$BLOB_BYTES" "$(jq .bytes_in <<<"$REPORT")"
+itest_check_eq report-consistent true "$(jq '
+    ([.layers[] | select(.outcome == "ok")] | length) == .layers_remote and
+    ([.layers[].fetch.bytes] | add) == .bytes_in and
+    ([.layers[].unpack.bytes_out] | add) == .bytes_out and
+    ([.layers[] | .fetch.bytes == .unpack.bytes_in] | all) and
+    ([.layers[] | .queue_wait_s + .unpack.total_s + .commit_s <= .total_s + 0.05] | all) and
+    ([.layers[].total_s] | max) <= .wall_s + 0.05' <<<"$REPORT")"
+itest_check_match report-logged "pull_image image=.*outcome=ok layers=$NLAYERS remote=$NLAYERS" \
+  "$(cat "$ZSNAP_LOG")"
+# The daemon checks every record against plugin/pull_stats.h's rules and warns when one is off.
+itest_check_eq report-passes-daemon-checks 0 "$(grep -c 'inconsistent timing record' "$ZSNAP_LOG")"
+
+# sum_series PREFIX: the sum of every sample whose series starts with PREFIX.
+sum_series() {
+  curl -fsS "http://$METRICS_ADDR/metrics" |
+    awk -v p="$1" 'index($1, p) == 1 {s += $2} END {printf "%.0f\n", s}'
+}
+itest_check_eq metrics-layers-ok "$NLAYERS" "$(sum_series 'zsnap_layers_total{')"
+itest_check_eq metrics-fetched-bytes "$BLOB_BYTES" "$(sum_series zsnap_fetched_bytes_total)"
+itest_check_eq metrics-unpacked-bytes "$(jq .bytes_out <<<"$REPORT")" \
+  "$(sum_series zsnap_unpacked_bytes_total)"
+itest_check_eq metrics-stage-total-layers "$NLAYERS" "$(curl -fsS "http://$METRICS_ADDR/metrics" |
+  awk '$1 ~ /^zsnap_layer_stage_duration_seconds_count\{.*stage="total"/ {s += $2} END {print s + 0}')"
+itest_check_eq metrics-image-pulls-ok 1 "$(sample 'zsnap_image_pull_duration_seconds_count{outcome="ok"}')"
+itest_check_eq metrics-no-fallbacks 0 "$(sum_series zsnap_fallbacks_total)"
+itest_check_eq metrics-nothing-in-flight-after-pull 0 "$(sample zsnap_layers_in_flight)"
+
 # --- a real prometheus scrapes zsnap ------------------------------------------------------
 ITEST_CURRENT=prometheus
+prepares=$(sample "${G}_count{code=\"OK\",method=\"Prepare\"}")  # now that all pulls are done
 PROM_DIR=$ITEST_DIR/prometheus
 PROM_LOG=$ITEST_DIR/prometheus.log
 mkdir -p "$PROM_DIR/data"
@@ -183,33 +244,10 @@ itest_check_eq prometheus-has-grpc-prepare-count "$prepares" \
 itest_check_match prometheus-computes-grpc-quantile '^[0-9.e+-]+$' \
   "$(prom_query "histogram_quantile(0.9, sum by (le) (${G}_bucket{job=\"zsnap\",method=\"Prepare\"}))")"
 itest_check_eq prometheus-sees-build-info 1 "$(prom_query 'zsnap_build_info{job="zsnap"}')"
-
-# --- remote pull records (once the remote puller reports through the recorder) ------------
-# check_remote_reports: every report zsnap wrote for a real pull passes the consistency rules
-# of plugin/pull_stats.h that can be checked from outside: layers ok == layers_remote, byte
-# totals are the sums over layers (and match the blobs' sizes), no layer outlasts the wall
-# time, and the metrics' byte counters cover them.
-check_remote_reports() {
-  local reports
-  reports=$("$ZSNAP_BIN" stats --root "$ZSNAP_ROOT" --json --limit 100 |
-    jq -c '[.[] | select(.image | startswith("fixture/") | not)]')
-  if [[ $(jq length <<<"$reports") == 0 ]]; then
-    itest_log "no remote-pull reports yet (the remote puller is not wired into the daemon)"
-    return 0
-  fi
-  itest_check_eq remote-reports-consistent true "$(jq '[.[] |
-      ([.layers[] | select(.outcome == "ok")] | length) == .layers_remote and
-      ([.layers[].fetch.bytes] | add) == .bytes_in and
-      ([.layers[].unpack.bytes_out] | add) == .bytes_out and
-      ([.layers[] | select(.outcome == "ok") | .fetch.bytes == .unpack.bytes_in] | all) and
-      ([.layers[].total_s] | max) <= .wall_s + 0.05] | all' <<<"$reports")"
-  local fetched
-  fetched=$(curl -fsS "http://$METRICS_ADDR/metrics" |
-    awk '$1 ~ /^zsnap_fetched_bytes_total/ {s += $2} END {print s + 0}')
-  itest_check remote-bytes-counted test "$fetched" -ge "$(jq '[.[].bytes_in] | add' <<<"$reports")"
-}
-ITEST_CURRENT=remote-reports
-check_remote_reports
+itest_check_eq prometheus-sees-remote-layers "$NLAYERS" \
+  "$(prom_query 'sum(zsnap_layers_total{job="zsnap",outcome="ok"})')"
+itest_check_match prometheus-computes-stage-quantile '^[0-9.e+-]+$' \
+  "$(prom_query 'histogram_quantile(0.5, sum by (le) (zsnap_layer_stage_duration_seconds_bucket{job="zsnap",stage="total"}))')"
 
 # --- the history survives a restart -------------------------------------------------------
 ITEST_CURRENT=restart
@@ -219,8 +257,11 @@ itest_check stats-while-stopped "$ZSNAP_BIN" stats --root "$ZSNAP_ROOT"
 start_zsnap || itest_die "zsnap did not restart (log: $ZSNAP_LOG)"
 itest_check_eq stats-json-after-restart "$BEFORE" "$("$ZSNAP_BIN" stats --root "$ZSNAP_ROOT" --json)"
 TABLE=$("$ZSNAP_BIN" stats --config "$ZSNAP_CONFIG")
-itest_check_match stats-table-lists-fixture '^2026-11-18 11:06:40 +fixture/middle:v1 +ok +1/1 ' "$TABLE"
-itest_check_match stats-table-newest-first 'fixture/newest:v1' "$(sed -n 2p <<<"$TABLE")"
+itest_check_match stats-table-lists-fixture '^2026-11-18 11:06:40 +fixture/newest:v1 +ok +1/1 ' "$TABLE"
+itest_check_match stats-table-newest-first " +ok +$NLAYERS/$NLAYERS " "$(sed -n 2p <<<"$TABLE")"
+itest_check_eq stats-kept-newest-3 "remote fixture/newest:v1 fixture/middle:v1" \
+  "$("$ZSNAP_BIN" stats --root "$ZSNAP_ROOT" --json |
+    jq -r '[.[].image | if startswith("fixture/") then . else "remote" end] | join(" ")')"
 itest_check metrics-served-after-restart test "$(sample zsnap_layers_in_flight)" = 0
 
 itest_report
