@@ -1,22 +1,31 @@
 #include "plugin/cli.h"
 
-#include <grpcpp/grpcpp.h>
+#include <unistd.h>
 
+#include <fstream>
 #include <optional>
+#include <sstream>
 #include <stop_token>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
 #include "plugin/config.h"
 #include "plugin/cri_client.h"
+#include "plugin/containerd_config.h"
 #include "plugin/daemon.h"
+#include "plugin/doctor.h"
 #include "plugin/logging.h"
 #include "plugin/pull_command.h"
 #include "plugin/pull_stats.h"
 #include "plugin/report_store.h"
 #include "plugin/signals.h"
+#include "plugin/subprocess.h"
 #include "plugin/unpack_command.h"
+#include "plugin/version.h"
 #include "unpack/timing.h"
 
 namespace zsnap::plugin {
@@ -33,8 +42,12 @@ Usage:
   zsnap pull --cri-endpoint SOCKET [--creds USER:PASS] [--timeout DUR] [--json] IMAGE
   zsnap rmi --cri-endpoint SOCKET [--timeout DUR] IMAGE
   zsnap config check FILE | zsnap config default
+  zsnap config containerd [--containerd-version V] [--address SOCKET] [--root DIR]
+                          [--config FILE] [--merge CONTAINERD_TOML]
   zsnap stats [--config FILE | --root DIR] [--json] [--limit N]
-  zsnap version
+  zsnap doctor [--config FILE] [--containerd-config FILE] [--containerd-address SOCKET]
+               [--registry HOST[:PORT]] [--json]
+  zsnap version [--json]
   zsnap help [COMMAND]
 
 Run 'zsnap help COMMAND' or 'zsnap COMMAND --help' for a command's options.
@@ -106,9 +119,30 @@ Options:
 constexpr char kConfigUsage[] =
     R"(Usage: zsnap config check FILE
        zsnap config default
+       zsnap config containerd [--containerd-version V] [--address SOCKET] [--root DIR]
+                               [--config FILE] [--merge CONTAINERD_TOML]
 
-check    parse and validate FILE, then print the effective configuration
-default  print the default configuration (every key, as TOML)
+check       parse and validate FILE, then print the effective configuration
+default     print the default configuration (every key, as TOML)
+containerd  print the containerd configuration that registers zsnap as a proxy snapshotter and
+            makes CRI use it, for the given containerd version: config version 2 for 1.6/1.7,
+            version 3 for 2.x (2.1+ adds the transfer-service unpack_config entry for this
+            host's platform and exports.enable_remote_snapshot_annotations). With --merge, merge
+            it into an existing containerd config.toml instead: the other settings are kept (its
+            comments are not; they stay in the backup), a backup FILE.bak-<UTC time> is written
+            first, the file is replaced atomically, and a file that already has every key is
+            left alone. A missing FILE is created. A FILE whose config version does not match
+            (e.g. version 2 with a 2.x request) is refused.
+
+Options of 'config containerd':
+  --containerd-version V  1.6, 1.7, 2.0, 2.1 or 2.x (= 2.1 and later), or a full version such
+                          as 1.6.20; default: from FILE's version with --merge (2 -> 1.7,
+                          3 -> 2.x), else from `containerd --version`
+  --address SOCKET        zsnap's socket (default: from --config, else /run/zsnap/zsnap.sock)
+  --root DIR              zsnap's root, exported to CRI (default: from --config, else
+                          /var/lib/zsnap)
+  --config FILE           zsnap config.toml to take address and root from
+  --merge FILE            merge into the containerd config FILE instead of printing
 )";
 
 constexpr char kStatsUsage[] =
@@ -126,7 +160,34 @@ Options:
   --limit N      at most N pulls, 1..100000 (default 20)
 )";
 
-constexpr char kVersionUsage[] = "Usage: zsnap version\n\nPrints the version of zsnap.\n";
+constexpr char kDoctorUsage[] =
+    R"(Usage: zsnap doctor [--config FILE] [--containerd-config FILE] [--containerd-address SOCKET]
+                    [--registry HOST[:PORT]] [--json]
+
+Checks this node for zsnap and prints one line per check, OK, WARN, FAIL or SKIP, with the fix
+for anything not OK: overlayfs in the kernel, a real overlay mount and trusted.*/user.* xattrs
+under zsnap's root, whether overlay needs userxattr here, zsnap answering on its socket, the
+containerd config (zsnap proxy plugin with zsnap's address, CRI snapshotter = zsnap with
+disable_snapshot_annotations = false, 2.x transfer-service keys), containerd's socket, `ctr
+plugins ls` listing zsnap as ok (when ctr is on PATH) and, if asked, a TCP connect to a
+registry. Exits 1 if any check FAILs. Changes nothing (the probe dir is removed).
+
+Options:
+  --config FILE               zsnap's config (default /etc/zsnap/config.toml if it exists)
+  --containerd-config FILE    containerd's config (default /etc/containerd/config.toml)
+  --containerd-address SOCK   containerd's socket (default: [grpc] address of that config,
+                              else /run/containerd/containerd.sock)
+  --registry HOST[:PORT]      also check that the registry is reachable (port 443 by default)
+  --json                      print the results as one JSON object
+)";
+
+constexpr char kVersionUsage[] =
+    R"(Usage: zsnap version [--json]
+
+Prints the version of zsnap, the commit and build type it was built from, the compiler, and the
+versions of the libraries it uses (gRPC, protobuf, Abseil, zstd, ISA-L, zlib, libarchive,
+OpenSSL, SQLite, spdlog, toml++). --json prints them as one JSON object.
+)";
 
 const char* UsageFor(absl::string_view command) {
   if (command == "serve") return kServeUsage;
@@ -136,6 +197,7 @@ const char* UsageFor(absl::string_view command) {
   if (command == "config") return kConfigUsage;
   if (command == "stats") return kStatsUsage;
   if (command == "version") return kVersionUsage;
+  if (command == "doctor") return kDoctorUsage;
   return nullptr;
 }
 
@@ -285,8 +347,105 @@ int Rmi(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
   return kExitOk;
 }
 
+// Asks `containerd --version` on PATH, for `config containerd` without --containerd-version.
+absl::StatusOr<ContainerdSeries> InstalledContainerdSeries() {
+  absl::StatusOr<CommandResult> run = RunCommand({"containerd", "--version"}, absl::Seconds(10));
+  if (!run.ok()) return run.status();
+  // "containerd github.com/containerd/containerd 1.6.20~ds1 1.6.20~ds1-1+b1"
+  for (absl::string_view word : absl::StrSplit(run->output, absl::ByAnyChar(" \t\n"))) {
+    if (absl::ConsumePrefix(&word, "v") || (!word.empty() && absl::ascii_isdigit(word[0]))) {
+      if (absl::StatusOr<ContainerdSeries> s = ParseContainerdSeries(word); s.ok()) return s;
+    }
+  }
+  return absl::NotFoundError(absl::StrCat("no version in `containerd --version`: ", run->output));
+}
+
+int ConfigContainerd(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
+  if (args.positional.size() != 1) {
+    return UsageError(err, "config", "'config containerd' takes no arguments besides flags");
+  }
+  ContainerdSnippetOptions options;
+  options.address = kDefaultAddress;
+  options.root = kDefaultRoot;
+  if (auto path = Value(args, "config")) {
+    absl::StatusOr<Config> config = Config::Load(*path);
+    if (!config.ok()) return Failure(err, "config", config.status());
+    options.address = config->address;
+    options.root = config->root;
+  }
+  if (auto address = Value(args, "address")) options.address = *address;
+  if (auto root = Value(args, "root")) options.root = *root;
+  if (options.address.empty() || options.address[0] != '/' || options.root.empty() ||
+      options.root[0] != '/') {
+    return UsageError(err, "config", "--address and --root must be absolute paths");
+  }
+  const std::optional<std::string> merge = Value(args, "merge");
+  if (auto version = Value(args, "containerd-version")) {
+    absl::StatusOr<ContainerdSeries> series = ParseContainerdSeries(*version);
+    if (!series.ok()) return UsageError(err, "config", series.status().message());
+    options.series = *series;
+  } else if (merge.has_value()) {
+    // From the file: version 2 is a 1.x config, 3/4 a 2.x one; a new file gets the installed
+    // containerd's (or 2.x's) shape.
+    std::ifstream in(*merge);
+    std::stringstream text;
+    text << in.rdbuf();
+    absl::StatusOr<int> v =
+        in ? ContainerdConfigVersion(text.str(), *merge) : absl::StatusOr<int>(0);
+    if (!v.ok()) return Failure(err, "config", v.status());
+    if (*v == 2) {
+      options.series = ContainerdSeries::k1_7;
+    } else if (*v == 3 || *v == 4) {
+      options.series = ContainerdSeries::k2_1Plus;
+    } else {
+      absl::StatusOr<ContainerdSeries> installed = InstalledContainerdSeries();
+      if (!installed.ok()) {
+        return UsageError(err, "config",
+                          absl::StrCat("cannot tell the containerd version from ", *merge,
+                                       " or `containerd --version` (", installed.status().message(),
+                                       "); pass --containerd-version"));
+      }
+      options.series = *installed;
+    }
+  } else {
+    absl::StatusOr<ContainerdSeries> installed = InstalledContainerdSeries();
+    if (!installed.ok()) {
+      return UsageError(err, "config",
+                        absl::StrCat("cannot ask containerd for its version (",
+                                     installed.status().message(), "); pass --containerd-version"));
+    }
+    options.series = *installed;
+  }
+
+  if (!merge.has_value()) {
+    out << RenderContainerdSnippet(options);
+    return kExitOk;
+  }
+  absl::StatusOr<ContainerdMergeFileResult> result =
+      MergeContainerdConfigFile(*merge, options, absl::Now());
+  if (!result.ok()) return Failure(err, "config", result.status());
+  if (result->changes.empty()) {
+    out << *merge << ": already configured for zsnap (containerd "
+        << ContainerdSeriesName(options.series) << "), left unchanged\n";
+    return kExitOk;
+  }
+  out << *merge << (result->created ? ": created" : ": updated") << " for zsnap (containerd "
+      << ContainerdSeriesName(options.series) << ")";
+  if (!result->backup.empty()) out << ", backup in " << result->backup;
+  out << "\n";
+  for (const std::string& change : result->changes) out << "  " << change << "\n";
+  out << "Restart containerd to apply it (systemctl restart containerd).\n";
+  return kExitOk;
+}
+
 int ConfigCommand(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
   const std::vector<std::string>& pos = args.positional;
+  if (!pos.empty() && pos[0] == "containerd") return ConfigContainerd(args, out, err);
+  if (!args.values.empty()) {
+    return UsageError(
+        err, "config",
+        absl::StrCat("--", args.values.begin()->first, " belongs to 'config containerd'"));
+  }
   if (pos.size() == 1 && pos[0] == "default") {
     out << Config().ToToml();
     return kExitOk;
@@ -297,7 +456,7 @@ int ConfigCommand(const ParsedArgs& args, std::ostream& out, std::ostream& err) 
     out << "# " << pos[1] << ": ok; effective configuration:\n" << config->ToToml();
     return kExitOk;
   }
-  return UsageError(err, "config", "want 'check FILE' or 'default'");
+  return UsageError(err, "config", "want 'check FILE', 'default' or 'containerd'");
 }
 
 int Stats(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
@@ -328,8 +487,46 @@ int Stats(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
 
 int Version(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
   if (!args.positional.empty()) return UsageError(err, "version", "takes no arguments");
-  out << "zsnap " << ZSNAP_VERSION << " (grpc " << grpc::Version() << ")\n";
+  const BuildInfo info = GetBuildInfo();
+  if (args.bools.contains("json")) {
+    out << BuildInfoJson(info).dump() << "\n";
+  } else {
+    out << FormatBuildInfo(info);
+  }
   return kExitOk;
+}
+
+constexpr char kDefaultZsnapConfig[] = "/etc/zsnap/config.toml";
+
+int Doctor(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
+  if (!args.positional.empty()) {
+    return UsageError(err, "doctor",
+                      absl::StrCat("unexpected argument '", args.positional[0], "'"));
+  }
+  DoctorOptions options;
+  std::optional<std::string> config_path = Value(args, "config");
+  if (!config_path.has_value() && access(kDefaultZsnapConfig, F_OK) == 0) {
+    config_path = kDefaultZsnapConfig;
+  }
+  if (config_path.has_value()) {
+    absl::StatusOr<Config> config = Config::Load(*config_path);
+    if (!config.ok()) return Failure(err, "doctor", config.status());
+    options.zsnap = *std::move(config);
+    options.zsnap_config_path = *config_path;
+  }
+  if (auto path = Value(args, "containerd-config")) options.containerd_config_path = *path;
+  if (auto address = Value(args, "containerd-address")) options.containerd_address = *address;
+  if (auto registry = Value(args, "registry")) options.registry = *registry;
+
+  const std::vector<CheckResult> results = RunDoctor(options);
+  if (args.bools.contains("json")) {
+    out << DoctorReportJson(results).dump() << "\n";
+  } else {
+    out << "zsnap doctor: config " << (config_path ? *config_path : "(defaults)") << ", root "
+        << options.zsnap.root << ", socket " << options.zsnap.address << "\n"
+        << FormatDoctorReport(results);
+  }
+  return AnyFailed(results) ? kExitFailure : kExitOk;
 }
 
 }  // namespace
@@ -411,9 +608,11 @@ int RunCli(int argc, char** argv, std::ostream& out, std::ostream& err) {
       {"unpack", {{"media-type", "digest", "diff-id", "threads", "config"}, {"json"}, Unpack}},
       {"pull", {{"cri-endpoint", "creds", "timeout"}, {"json"}, Pull}},
       {"rmi", {{"cri-endpoint", "timeout"}, {}, Rmi}},
-      {"config", {{}, {}, ConfigCommand}},
+      {"config", {{"containerd-version", "address", "root", "config", "merge"}, {}, ConfigCommand}},
       {"stats", {{"config", "root", "limit"}, {"json"}, Stats}},
-      {"version", {{}, {}, Version}},
+      {"doctor",
+       {{"config", "containerd-config", "containerd-address", "registry"}, {"json"}, Doctor}},
+      {"version", {{}, {"json"}, Version}},
   };
   auto it = commands.find(command);
   if (it == commands.end()) {

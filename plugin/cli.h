@@ -4,9 +4,11 @@
 //   zsnap unpack   unpack one layer blob into a directory (unpack_command.h)
 //   zsnap pull     pull an image through a runtime's CRI image service, as kubelet does
 //                  (pull_command.h); zsnap rmi removes one the same way
-//   zsnap config   check a config file / print the defaults (config.h)
+//   zsnap config   check a config file / print the defaults (config.h); print or merge the
+//                  containerd configuration (containerd_config.h)
 //   zsnap stats    recent image pulls from the report history (pull_stats.h)
-//   zsnap version, zsnap help [COMMAND]
+//   zsnap doctor   check the node and the containerd wiring (doctor.h)
+//   zsnap version  build information (version.h); zsnap help [COMMAND]
 //
 // Each subcommand parses its own flags with a small GNU-style parser: `--name VALUE`,
 // `--name=VALUE`, boolean `--name`, `--` ends flags, `-` is a positional (stdin), flags and

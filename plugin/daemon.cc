@@ -162,6 +162,8 @@ absl::Status RunDaemon(const Config& config) {
 
   stop.WaitForNotification();
   Notify("STOPPING=1");
+  // Prepares waiting for a layer fall back now instead of holding the server past its grace.
+  if (puller != nullptr) puller->Shutdown();
   LogEvent(spdlog::level::info, "stopping",
            {{"grace_s", absl::StrCat(absl::ToDoubleSeconds(kShutdownGrace))}});
   (*server)->Shutdown(kShutdownGrace);

@@ -88,14 +88,16 @@ LayerPuller::LayerPuller(ImageSource& source, LayerPullerOptions options, PullOb
   }
 }
 
+void LayerPuller::Shutdown() {
+  absl::MutexLock lock(&mu_);
+  stopping_ = true;
+  for (auto& [id, job] : jobs_) job->stop.request_stop();
+  cv_.SignalAll();
+}
+
 LayerPuller::~LayerPuller() {
   std::vector<std::string> leftovers;
-  {
-    absl::MutexLock lock(&mu_);
-    stopping_ = true;
-    for (auto& [id, job] : jobs_) job->stop.request_stop();
-    cv_.SignalAll();
-  }
+  Shutdown();
   for (std::jthread& w : workers_) w.request_stop();
   workers_.clear();  // joins
   absl::MutexLock lock(&mu_);
@@ -178,6 +180,10 @@ absl::Status LayerPuller::Fill(const LayerRequest& request, const std::string& u
     return s;
   };
   const std::string key = absl::StrCat(request.snapshot_namespace, "/", request.image.digest);
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return fail("internal", absl::CancelledError("zsnap is shutting down"));
+  }
   absl::StatusOr<std::shared_ptr<ImageInfo>> info = ResolveImage(key, request);
   if (!info.ok()) {
     return fail(IsRegistryError(info.status()) ? "registry" : "config",

@@ -69,6 +69,11 @@ class LayerPuller {
   LayerPuller(const LayerPuller&) = delete;
   LayerPuller& operator=(const LayerPuller&) = delete;
 
+  // Stops taking work: running jobs are cancelled, waiting Fill()s return Cancelled (so their
+  // Prepares fall back at once and the gRPC server can drain), new Fill()s fail. Idempotent;
+  // the destructor calls it.
+  void Shutdown();
+
   // Removes `staging_dir` and everything in it (left by a previous run), then recreates it.
   static absl::Status ClearStaging(const std::string& staging_dir);
 

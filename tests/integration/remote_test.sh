@@ -12,7 +12,10 @@
 #   fallback   zsnap's registry view broken four ways - a dead server, 404 (blob missing), a blob
 #              corrupted in storage, 401 (credentials containerd has and zsnap does not) - each
 #              time zsnap logs the reason and hands the layer back, and the pull still succeeds;
+#              with the credentials in its docker config.json zsnap serves the layers again;
 #              a mirror that is down is skipped and zsnap still serves the layers;
+#   tls        a registry with a certificate from a private CA named by hosts.toml (ca = ...):
+#              zsnap serves every layer;
 #   shared     two images sharing their two base layers pulled at once: each blob fetched once,
 #              no error, nothing staged afterwards;
 #   kill       zsnap killed with SIGKILL mid-pull (a large layer), restarted: the next pull
@@ -330,6 +333,43 @@ else
   itest_fail kill-nothing-leaked-after-gc "left: $(snapshots_in zsnap | tr '\n' ' ') dirs: $(zsnap_dir_count)"
 fi
 
+# --- TLS: a registry with a certificate from a private CA that hosts.toml names -------------
+ITEST_CURRENT=tls
+TLS=$ITEST_DIR/tls
+mkdir -p "$TLS"
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=zsnap-itest-ca \
+  -keyout "$TLS/ca.key" -out "$TLS/ca.pem" 2>/dev/null || itest_die "openssl CA"
+openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout "$TLS/server.key" \
+  -out "$TLS/server.csr" 2>/dev/null || itest_die "openssl CSR"
+printf 'subjectAltName=IP:127.0.0.1\n' >"$TLS/ext.cnf"
+openssl x509 -req -in "$TLS/server.csr" -CA "$TLS/ca.pem" -CAkey "$TLS/ca.key" -CAcreateserial \
+  -days 2 -extfile "$TLS/ext.cnf" -out "$TLS/server.pem" 2>/dev/null || itest_die "openssl sign"
+TLS_ADDR=127.0.0.1:$(itest_free_port)
+printf 'version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: %s\n  tls:\n    certificate: %s\n    key: %s\n' \
+  "$REGISTRY_DIR/storage" "$TLS_ADDR" "$TLS/server.pem" "$TLS/server.key" >"$TLS/registry.yml"
+env -u REGISTRY_ADDR -u REGISTRY_LOG -u REGISTRY_DIR -u REGISTRY_PID -u REGISTRY_ACCESSLOG \
+  "$REGISTRY_BIN" serve "$TLS/registry.yml" >"$TLS/registry.log" 2>&1 &
+TLS_PID=$!
+itest_track_pid "$TLS_PID"
+itest_on_exit "kill $TLS_PID 2>/dev/null"
+tls_ready() { curl -sf --cacert "$TLS/ca.pem" "https://$TLS_ADDR/v2/" >/dev/null; }
+itest_wait_for 30 "TLS registry" tls_ready || itest_die "TLS registry did not start"
+for dir in "$CONTAINERD_CRI_REGISTRY_CONFIG_PATH" "$ZSNAP_HOSTS"; do
+  mkdir -p "$dir/$TLS_ADDR"
+  printf 'server = "https://%s"\n[host."https://%s"]\n  capabilities = ["pull", "resolve"]\n  ca = "%s"\n' \
+    "$TLS_ADDR" "$TLS_ADDR" "$TLS/ca.pem" >"$dir/$TLS_ADDR/hosts.toml"
+done
+IMAGE_TLS=$TLS_ADDR/itest/remote:v1
+log_mark
+pull "$IMAGE_TLS"
+itest_check_eq tls-pull-exit-0 0 "$RC"
+itest_check_eq tls-remote-commits 3 "$(log_since_mark | grep -c 'remote op=prepare .*committed=true')"
+itest_check_eq tls-no-fallback 0 "$(log_since_mark | grep -c 'op=fallback')"
+itest_check_fails tls-content-lacks-layer-1 grep -qxF "${LAYERS[0]}" <<<"$(content_digests)"
+itest_check_eq tls-run "$IMAGE_EXPECT_HELLO" "$(k8s_run "$IMAGE_TLS" tls cat /data/hello.txt 2>&1)"
+forget "$IMAGE_TLS" || itest_fail tls-forget "snapshots left: $(snapshots_in zsnap)"
+kill "$TLS_PID" 2>/dev/null
+
 # --- 401: credentials containerd has (CRI AuthConfig, as kubelet's pull secrets) and zsnap
 # does not: zsnap falls back, the pull succeeds. (Last: the registry moves to a new port.)
 ITEST_CURRENT=fallback-401
@@ -342,6 +382,22 @@ zsnap_hosts_same
 IMAGE=$REGISTRY_ADDR/itest/remote:v1
 FALLBACK_PULL_ARGS=(--creds alice:s3cret)
 fallback_case 401 'reason=registry.*(UNAUTHENTICATED|401)'
+
+# The same registry once zsnap has the credentials too (docker config.json "auths"): zsnap
+# serves every layer again.
+ITEST_CURRENT=basic-auth
+printf '{"auths": {"%s": {"auth": "%s"}}}\n' "$REGISTRY_ADDR" "$(printf 'alice:s3cret' | base64)" \
+  >"$ITEST_DIR/docker-config.json"
+zsnap_stop
+zsnap_start "$ZSNAP_ROOT" "$ZSNAP_EXTRA
+docker_config = \"$ITEST_DIR/docker-config.json\"" || itest_die "zsnap did not restart"
+log_mark
+pull "$IMAGE" --creds alice:s3cret
+itest_check_eq basic-auth-pull-exit-0 0 "$RC"
+itest_check_eq basic-auth-remote-commits 3 "$(log_since_mark | grep -c 'remote op=prepare .*committed=true')"
+itest_check_eq basic-auth-no-fallback 0 "$(log_since_mark | grep -c 'op=fallback')"
+CONTENT=$(content_digests)
+itest_check_fails basic-auth-content-lacks-layer-1 grep -qxF "${LAYERS[0]}" <<<"$CONTENT"
 
 itest_check zsnap-still-running zsnap_running
 itest_report

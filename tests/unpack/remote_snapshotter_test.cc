@@ -512,6 +512,27 @@ TEST_F(RemoteSnapshotterTest, UnclaimedLayersAreDroppedAfterTheTtl) {
   EXPECT_EQ(abandoned, 2);
 }
 
+TEST_F(RemoteSnapshotterTest, ShutdownReleasesWaitingPreparesWithFallbackMounts) {
+  Reference ref = source_.AddImage("app", ThreeLayers("a"));
+  source_.Hold(true);  // the fetch never finishes by itself
+  absl::StatusOr<std::vector<overlay::Mount>> result = absl::UnknownError("not run");
+  std::jthread prepare([&] { result = PrepareLayer("k8s.io", ref, 0); });
+  for (int spin = 0; spin < 500 && source_.TotalOpens() == 0; ++spin) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  puller_->Shutdown();
+  prepare.join();
+  EXPECT_TRUE(result.ok()) << result.status();  // ordinary mounts: containerd does the layer
+  {
+    absl::MutexLock lock(&observer_.mu_);
+    ASSERT_EQ(observer_.fallbacks.size(), 1u);
+    EXPECT_THAT(observer_.fallbacks[0].second, HasSubstr("shutting down"));
+  }
+  // New remote Prepares fall back at once too.
+  EXPECT_TRUE(PrepareLayer("other", ref, 0).ok());
+  source_.Hold(false);
+}
+
 TEST_F(RemoteSnapshotterTest, ShutdownRemovesStagedLayers) {
   Reference ref = source_.AddImage("app", ThreeLayers("a"));
   ASSERT_EQ(PrepareLayer("k8s.io", ref, 0).status().code(), absl::StatusCode::kAlreadyExists);

@@ -15,6 +15,8 @@
 #                              $ITEST_DIR/containerd-certs.d); containerd_cri_registry_http
 #                              adds a plain-HTTP host to it
 #   CONTAINERD_EXTRA_TOML      text appended to the generated config.toml
+#   CONTAINERD_CONFIG_WRITER   function called as WRITER FILE VERSION to write the config instead
+#                              of containerd_write_config (it must use the paths below)
 #   CTR_NAMESPACE              containerd namespace ctr uses (default itest-<pid>)
 # containerd_start sets (and exports):
 #   CONTAINERD_ADDRESS  its gRPC socket      CONTAINERD_ROOT / CONTAINERD_STATE  its dirs
@@ -165,7 +167,8 @@ containerd_start() {
     mkdir -p "$CONTAINERD_CRI_REGISTRY_CONFIG_PATH"
     export CONTAINERD_CRI_SNAPSHOTTER CONTAINERD_CRI_REGISTRY_CONFIG_PATH
   fi
-  containerd_write_config "$CONTAINERD_CONFIG" "$CONTAINERD_CONFIG_VERSION"
+  "${CONTAINERD_CONFIG_WRITER:-containerd_write_config}" "$CONTAINERD_CONFIG" "$CONTAINERD_CONFIG_VERSION" ||
+    return 1
   local path="$CONTAINERD_BIN_DIR:$PATH"
   [[ -z ${CONTAINERD_RUNC_DIR:-} ]] || path="$CONTAINERD_RUNC_DIR:$path"
   PATH=$path "$CONTAINERD_BIN_DIR/containerd" --config "$CONTAINERD_CONFIG" >>"$CONTAINERD_LOG" 2>&1 &
@@ -252,4 +255,47 @@ containerd_stop() {
     [[ $ns == itest-* ]] && rm -rf "/run/containerd/runc/$ns"
   done
   return 0
+}
+
+# containerd_write_base_config FILE VERSION: a private config (version 2 or 3) for the
+# containerd_start variables with the CRI plugin on and *no* zsnap in it — what a node has
+# before `zsnap config containerd --merge`. CRI listens on no TCP port (stream server on
+# 127.0.0.1, port 0). Use it from a CONTAINERD_CONFIG_WRITER.
+containerd_write_base_config() {
+  local file=$1 version=$2 cri
+  if [[ $version == 2 ]]; then
+    cri="[plugins.\"io.containerd.grpc.v1.cri\"]
+  disable_tcp_service = true
+  stream_server_address = \"127.0.0.1\"
+  stream_server_port = \"0\"
+  enable_selinux = false
+  [plugins.\"io.containerd.grpc.v1.cri\".containerd]
+    default_runtime_name = \"runc\""
+  else
+    cri="[plugins.'io.containerd.grpc.v1.cri']
+  disable_tcp_service = true
+  stream_server_address = '127.0.0.1'
+  stream_server_port = '0'"
+  fi
+  cat >"$file" <<EOC
+# containerd for an integration test: private root, state and sockets.
+version = $version
+root = "$CONTAINERD_ROOT"
+state = "$CONTAINERD_STATE"
+
+[grpc]
+  address = "$CONTAINERD_ADDRESS"
+[ttrpc]
+  address = "$CONTAINERD_ADDRESS.ttrpc"
+[debug]
+  address = "$CONTAINERD_ADDRESS.debug"
+  level = "debug"
+[metrics]
+  address = ""
+
+[plugins]
+  [plugins."io.containerd.internal.v1.opt"]
+    path = "$ITEST_DIR/containerd-opt"
+$cri
+EOC
 }

@@ -131,3 +131,37 @@ debian_fetch_runc() {
     echo "$dir/usr/sbin"
   ) 9>"$DEBIAN_CACHE_DIR/.lock"
 }
+
+# debian_minbase_rootfs: print the path of a `debootstrap --variant=minbase bookworm` root from
+# this machine's Debian mirror as a pax tar (numeric owners, xattrs), zstd-compressed, cached as
+# ${ZSNAP_BUILD_DIR}/cache/debootstrap-minbase-bookworm.tar.zst (plus the .tar.gz twin that
+# differential_test.sh also reads; same names and recipe, so either test reuses the other's).
+# debootstraps only when the cache is missing. Serialised with a lock in the cache dir.
+debian_minbase_rootfs() {
+  local cache=${ZSNAP_BUILD_DIR:-/tmp}/cache suite=bookworm
+  local rootfs=$cache/debootstrap-minbase-$suite.tar
+  mkdir -p "$cache"
+  (
+    flock 9
+    if [[ -f $rootfs.zst ]]; then echo "$rootfs.zst"; exit 0; fi
+    local mirror work
+    mirror=$(debian_mirror)
+    work=$(mktemp -d "$cache/debootstrap.XXXXXX")
+    itest_log "debootstrap --variant=minbase $suite from $mirror (cached in $cache)"
+    if ! debootstrap --variant=minbase "$suite" "$work/root" "$mirror" >"$work/log" 2>&1; then
+      tail -n 20 "$work/log" >&2
+      rm -rf "$work"
+      exit 1
+    fi
+    rm -rf "$work"/root/var/cache/apt/archives/*.deb
+    tar -C "$work/root" --numeric-owner --xattrs --xattrs-include='*' --format=pax \
+      --sort=name -cf "$rootfs.tmp" . &&
+      gzip -n -6 -c "$rootfs.tmp" >"$rootfs.gz.tmp" &&
+      zstd -q -3 -c "$rootfs.tmp" >"$rootfs.zst.tmp" &&
+      mv "$rootfs.gz.tmp" "$rootfs.gz" && mv "$rootfs.zst.tmp" "$rootfs.zst"
+    local rc=$?
+    rm -rf "$rootfs.tmp" "$work"
+    ((rc == 0)) || exit 1
+    echo "$rootfs.zst"
+  ) 9>"$cache/.debootstrap.lock"
+}
