@@ -19,7 +19,8 @@ namespace zsnap::plugin {
 inline constexpr double kTimingSlackS = 0.05;
 
 // One layer's numbers add up: times are finite and >= 0; ttfb <= fetch; the fetch ends
-// within the streaming unpack (+ a tail of kTimingSlackS + 5%); each stage's busy time fits
+// within the streaming unpack plus its time to first byte (+ 5% + kTimingSlackS: the fetch
+// clock starts at the request, the unpack's at about the first byte); each stage's busy time fits
 // in the unpack's wall time (write: times its threads, writers run in parallel);
 // queue + unpack + commit <= total; a committed layer fetched exactly unpack.bytes_in bytes.
 absl::Status CheckLayerRecord(const unpack::LayerRecord& record);

@@ -32,7 +32,7 @@ TEST(CheckRecordTest, EachRuleIsEnforced) {
       {"negative", [](auto& r) { r.layers[0].commit_s = -1; }, "commit_s = -1"},
       {"ttfb", [](auto& r) { r.layers[0].fetch.ttfb_s = 1; }, "ttfb 1.000s > fetch 0.400s"},
       {"fetch outlasts", [](auto& r) { r.layers[1].fetch.duration_s = 2; },
-       "fetch 2.000s outlasts the unpack's 0.500s"},
+       "fetch 2.000s outlasts the unpack's 0.500s + ttfb 0.020s"},
       {"decode", [](auto& r) { r.layers[0].unpack.decode.busy_s = 0.9; }, "decode busy 0.900s"},
       {"write", [](auto& r) { r.layers[0].unpack.write.busy_s = 2.1; }, "x 4 threads"},
       {"parts", [](auto& r) { r.layers[0].queue_wait_s = 0.2; },
@@ -49,6 +49,17 @@ TEST(CheckRecordTest, EachRuleIsEnforced) {
     const absl::Status s = CheckImageRecord(r);
     EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << c.name;
     EXPECT_THAT(s.message(), HasSubstr(c.want)) << c.name;
+  }
+  // A small layer's fetch is mostly its time to first byte, before the unpack's clock starts.
+  {
+    unpack::ImageRecord r = FixtureImage(1, kT0);
+    r.layers[0].fetch = {.ttfb_s = 0.186, .duration_s = 0.186, .bytes = 352, .retries = 0};
+    r.layers[0].unpack.bytes_in = 352;
+    r.layers[0].unpack.total_s = 0.135;
+    r.layers[0].unpack.decode.busy_s = r.layers[0].unpack.extract.busy_s = 0;
+    r.layers[0].unpack.write.busy_s = r.layers[0].unpack.verify.busy_s = 0;
+    r.bytes_in = 352;
+    EXPECT_TRUE(CheckImageRecord(r).ok()) << CheckImageRecord(r);
   }
   // A failed layer's partial fetch is not held to the bytes rule.
   unpack::ImageRecord r = FixtureImage(2, kT0);
