@@ -20,6 +20,8 @@
 #include "plugin/doctor.h"
 #include "plugin/logging.h"
 #include "plugin/pull_command.h"
+#include "plugin/pull_stats.h"
+#include "plugin/report_store.h"
 #include "plugin/signals.h"
 #include "plugin/subprocess.h"
 #include "plugin/unpack_command.h"
@@ -42,6 +44,7 @@ Usage:
   zsnap config check FILE | zsnap config default
   zsnap config containerd [--containerd-version V] [--address SOCKET] [--root DIR]
                           [--config FILE] [--merge CONTAINERD_TOML]
+  zsnap stats [--config FILE | --root DIR] [--json] [--limit N]
   zsnap doctor [--config FILE] [--containerd-config FILE] [--containerd-address SOCKET]
                [--registry HOST[:PORT]] [--json]
   zsnap version [--json]
@@ -142,6 +145,21 @@ Options of 'config containerd':
   --merge FILE            merge into the containerd config FILE instead of printing
 )";
 
+constexpr char kStatsUsage[] =
+    R"(Usage: zsnap stats [--config FILE | --root DIR] [--json] [--limit N]
+
+Shows the most recent image pulls zsnap served, newest first, from the report history under
+<root>/reports (kept by the daemon, [reports] keep in the config): time, image, outcome,
+layers pulled remotely / in the image, bytes in (compressed) and out (tar), wall time, the
+seconds each stage took summed over the pull's layers, and throughput.
+
+Options:
+  --config FILE  take root from this config file
+  --root DIR     the daemon's root (default /var/lib/zsnap)
+  --json         print the reports as a JSON array instead of a table
+  --limit N      at most N pulls, 1..100000 (default 20)
+)";
+
 constexpr char kDoctorUsage[] =
     R"(Usage: zsnap doctor [--config FILE] [--containerd-config FILE] [--containerd-address SOCKET]
                     [--registry HOST[:PORT]] [--json]
@@ -177,6 +195,7 @@ const char* UsageFor(absl::string_view command) {
   if (command == "pull") return kPullUsage;
   if (command == "rmi") return kRmiUsage;
   if (command == "config") return kConfigUsage;
+  if (command == "stats") return kStatsUsage;
   if (command == "version") return kVersionUsage;
   if (command == "doctor") return kDoctorUsage;
   return nullptr;
@@ -440,6 +459,32 @@ int ConfigCommand(const ParsedArgs& args, std::ostream& out, std::ostream& err) 
   return UsageError(err, "config", "want 'check FILE', 'default' or 'containerd'");
 }
 
+int Stats(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
+  if (!args.positional.empty()) {
+    return UsageError(err, "stats", absl::StrCat("unexpected argument '", args.positional[0], "'"));
+  }
+  std::optional<std::string> config_path = Value(args, "config");
+  std::optional<std::string> root = Value(args, "root");
+  if (config_path && root) return UsageError(err, "stats", "give --config or --root, not both");
+  if (config_path) {
+    absl::StatusOr<Config> config = Config::Load(*config_path);
+    if (!config.ok()) return Failure(err, "stats", config.status());
+    root = config->root;
+  }
+  size_t limit = 20;
+  if (auto text = Value(args, "limit")) {
+    if (!absl::SimpleAtoi(*text, &limit) || limit < 1 || limit > kMaxReportsKeep) {
+      return UsageError(err, "stats",
+                        absl::StrCat("--limit wants an integer in 1..100000, got '", *text, "'"));
+    }
+  }
+  const std::string dir = ReportsDir(root.value_or(kDefaultRoot));
+  if (absl::Status s = PrintStats(dir, limit, args.bools.contains("json"), out, err); !s.ok()) {
+    return Failure(err, "stats", s);
+  }
+  return kExitOk;
+}
+
 int Version(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
   if (!args.positional.empty()) return UsageError(err, "version", "takes no arguments");
   const BuildInfo info = GetBuildInfo();
@@ -564,6 +609,7 @@ int RunCli(int argc, char** argv, std::ostream& out, std::ostream& err) {
       {"pull", {{"cri-endpoint", "creds", "timeout"}, {"json"}, Pull}},
       {"rmi", {{"cri-endpoint", "timeout"}, {}, Rmi}},
       {"config", {{"containerd-version", "address", "root", "config", "merge"}, {}, ConfigCommand}},
+      {"stats", {{"config", "root", "limit"}, {"json"}, Stats}},
       {"doctor",
        {{"config", "containerd-config", "containerd-address", "registry"}, {"json"}, Doctor}},
       {"version", {{}, {"json"}, Version}},

@@ -6,6 +6,7 @@
 //                  (pull_command.h); zsnap rmi removes one the same way
 //   zsnap config   check a config file / print the defaults (config.h); print or merge the
 //                  containerd configuration (containerd_config.h)
+//   zsnap stats    recent image pulls from the report history (pull_stats.h)
 //   zsnap doctor   check the node and the containerd wiring (doctor.h)
 //   zsnap version  build information (version.h); zsnap help [COMMAND]
 //

@@ -14,6 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "plugin/metrics_server.h"
 #include "spdlog/common.h"
 #include "toml++/toml.h"
 
@@ -157,6 +158,42 @@ absl::StatusOr<std::string> ReadSmallFile(const std::string& path) {
   return text;
 }
 
+// [metrics]: address, checked here so a bad one is reported with its line.
+void ParseMetricsTable(Reader& reader, const toml::node& node, MetricsConfig& out) {
+  const toml::table* table = node.as_table();
+  if (table == nullptr) {
+    reader.Error(node.source(),
+                 absl::StrCat("key 'metrics' must be a table, got ", TypeName(node.type())));
+    return;
+  }
+  const auto address = [&](const toml::node& n, const std::string& key) {
+    const std::string* s = reader.String(n, key);
+    if (s == nullptr) return;
+    if (!s->empty()) {
+      if (auto parsed = ParseMetricsAddress(*s); !parsed.ok()) {
+        reader.Error(n.source(), parsed.status().message());
+        return;
+      }
+    }
+    out.address = *s;
+  };
+  reader.Table(*table, "metrics.", {{"address", address}});
+}
+
+// [reports]: keep.
+void ParseReportsTable(Reader& reader, const toml::node& node, ReportsConfig& out) {
+  const toml::table* table = node.as_table();
+  if (table == nullptr) {
+    reader.Error(node.source(),
+                 absl::StrCat("key 'reports' must be a table, got ", TypeName(node.type())));
+    return;
+  }
+  const auto keep = [&](const toml::node& n, const std::string& key) {
+    if (auto v = reader.Integer(n, key, 0, kMaxReportsKeep)) out.keep = static_cast<int>(*v);
+  };
+  reader.Table(*table, "reports.", {{"keep", keep}});
+}
+
 }  // namespace
 
 unpack::UnpackLimits UnpackConfig::Limits() const {
@@ -287,6 +324,10 @@ absl::StatusOr<Config> Config::Parse(absl::string_view text, const std::string& 
                      {"max_attempts", set_int(&r.max_attempts, 1, 100)},
                  });
            }},
+          {"metrics", [&](const toml::node& node,
+                          const std::string&) { ParseMetricsTable(reader, node, config.metrics); }},
+          {"reports", [&](const toml::node& node,
+                          const std::string&) { ParseReportsTable(reader, node, config.reports); }},
       });
   if (absl::Status status = reader.Result(); !status.ok()) return status;
   if (absl::Status status = config.Validate(); !status.ok()) {
@@ -307,6 +348,13 @@ absl::Status Config::Validate() const {
   if (address.size() > 107) {
     return absl::InvalidArgumentError(absl::StrCat(
         "address \"", address, "\" is longer than the 107 bytes a unix socket allows"));
+  }
+  if (!metrics.address.empty()) {
+    if (auto parsed = ParseMetricsAddress(metrics.address); !parsed.ok()) return parsed.status();
+  }
+  if (reports.keep < 0 || reports.keep > kMaxReportsKeep) {
+    return absl::InvalidArgumentError(absl::StrCat("reports.keep = ", reports.keep,
+                                                   " is out of range [0, ", kMaxReportsKeep, "]"));
   }
   return absl::OkStatus();
 }
@@ -338,6 +386,8 @@ std::string Config::ToToml() const {
            {"io_timeout_s", remote.io_timeout_s},
            {"max_attempts", remote.max_attempts},
        }},
+      {"metrics", toml::table{{"address", metrics.address}}},
+      {"reports", toml::table{{"keep", reports.keep}}},
   };
   std::ostringstream out;
   out << doc << "\n";

@@ -45,6 +45,16 @@
 //   io_timeout_s = 60
 //   max_attempts = 4
 //
+//   [metrics]
+//   # Prometheus endpoint (HTTP GET /metrics): "IP:PORT" ("127.0.0.1:9464", "[::1]:9464"; port
+//   # 0 = a free port, logged as metrics_serving) or "unix:///absolute/path". "" = none.
+//   address = ""
+//
+//   [reports]
+//   # Image pull reports kept under <root>/reports for `zsnap stats`, newest first; 0 keeps
+//   # none. 0..100000.
+//   keep = 100
+//
 // Unknown keys, wrong types and out-of-range values are errors whose message names the file,
 // line and column. Load() and Parse() never throw.
 //
@@ -91,6 +101,21 @@ struct RemoteConfig {
   friend bool operator==(const RemoteConfig&, const RemoteConfig&) = default;
 };
 
+// [metrics]
+struct MetricsConfig {
+  std::string address;  // empty: no metrics endpoint; else see ParseMetricsAddress
+
+  friend bool operator==(const MetricsConfig&, const MetricsConfig&) = default;
+};
+
+// [reports]
+inline constexpr int kMaxReportsKeep = 100000;
+struct ReportsConfig {
+  int keep = 100;  // 0: no report history
+
+  friend bool operator==(const ReportsConfig&, const ReportsConfig&) = default;
+};
+
 struct Config {
   std::string root = kDefaultRoot;
   std::string address = kDefaultAddress;
@@ -99,6 +124,8 @@ struct Config {
   overlay::SnapshotterOptions::UserXattr userxattr = overlay::SnapshotterOptions::UserXattr::kAuto;
   UnpackConfig unpack;
   RemoteConfig remote;
+  MetricsConfig metrics;
+  ReportsConfig reports;
 
   // Reads and parses the TOML file at `path`.
   static absl::StatusOr<Config> Load(const std::string& path);

@@ -19,6 +19,7 @@
 #include "plugin/server.h"
 #include "plugin/signals.h"
 #include "plugin/snapshots_service.h"
+#include "plugin/telemetry.h"
 #include "spdlog/spdlog.h"
 #include "unpack/docker_credentials.h"
 #include "unpack/image_source.h"
@@ -40,7 +41,7 @@ void Notify(const char* state) {
 // image source, layer puller (staging under the root, cleared of a previous run's leftovers).
 absl::StatusOr<std::unique_ptr<overlay::Snapshotter>> StartRemote(
     const Config& config, std::unique_ptr<overlay::Snapshotter> inner,
-    std::unique_ptr<unpack::RegistryClient>& registry,
+    unpack::PullObserver* observer, std::unique_ptr<unpack::RegistryClient>& registry,
     std::unique_ptr<unpack::RegistryImageSource>& image_source,
     std::unique_ptr<unpack::LayerPuller>& puller) {
   const RemoteConfig& rc = config.remote;
@@ -81,15 +82,14 @@ absl::StatusOr<std::unique_ptr<overlay::Snapshotter>> StartRemote(
       po.userxattr = overlay::NeedsUserxattr(inner->root());
       break;
   }
-  // Records go to the log until a PullObserver (metrics, report history) is passed here.
-  puller = std::make_unique<unpack::LayerPuller>(*image_source, po, /*observer=*/nullptr);
+  puller = std::make_unique<unpack::LayerPuller>(*image_source, po, observer);
   LogEvent(spdlog::level::info, "remote",
            {{"enabled", "true"},
             {"hosts_dir", rc.hosts_dir},
             {"max_concurrent_layers", absl::StrCat(rc.max_concurrent_layers)},
             {"max_concurrent_layers_per_image", absl::StrCat(rc.max_concurrent_layers_per_image)},
             {"staging", po.staging_dir}});
-  return std::make_unique<unpack::RemoteSnapshotter>(std::move(inner), *puller, nullptr);
+  return std::make_unique<unpack::RemoteSnapshotter>(std::move(inner), *puller, observer);
 }
 
 }  // namespace
@@ -133,6 +133,11 @@ absl::Status RunDaemon(const Config& config) {
                                      snapshotter.status().message()));
   }
 
+  // Metrics, pull reports and /metrics; the remote puller reports to its PullObserver. Declared
+  // before the remote path so that the recorder outlives the puller that calls it.
+  absl::StatusOr<std::unique_ptr<Telemetry>> telemetry = Telemetry::Start(config);
+  if (!telemetry.ok()) return telemetry.status();
+
   // The remote path (containerd-api.md §3) wraps the overlay snapshotter; declared in this
   // order so that teardown runs remote -> puller -> image source -> registry client.
   std::unique_ptr<unpack::RegistryClient> registry;
@@ -140,14 +145,15 @@ absl::Status RunDaemon(const Config& config) {
   std::unique_ptr<unpack::LayerPuller> puller;
   std::unique_ptr<overlay::Snapshotter> served = *std::move(snapshotter);
   if (config.remote.enabled) {
-    absl::StatusOr<std::unique_ptr<overlay::Snapshotter>> remote =
-        StartRemote(config, std::move(served), registry, image_source, puller);
+    absl::StatusOr<std::unique_ptr<overlay::Snapshotter>> remote = StartRemote(
+        config, std::move(served), (*telemetry)->pull_observer(), registry, image_source, puller);
     if (!remote.ok()) return remote.status();
     served = *std::move(remote);
   }
 
   SnapshotsService service(*served);
-  absl::StatusOr<std::unique_ptr<Server>> server = Server::Start(config.address, service);
+  absl::StatusOr<std::unique_ptr<Server>> server =
+      Server::Start(config.address, service, (*telemetry)->GrpcInterceptors());
   if (!server.ok()) return server.status();
 
   Notify("READY=1");
@@ -163,6 +169,7 @@ absl::Status RunDaemon(const Config& config) {
   (*server)->Shutdown(kShutdownGrace);
   (*server)->Wait();
   server->reset();
+  (*telemetry)->Stop();
   LogEvent(spdlog::level::info, "stopped", {{"address", config.address}});
   return absl::OkStatus();
 }

@@ -89,14 +89,17 @@ absl::Status PrepareSocketPath(const std::string& address) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::unique_ptr<Server>> Server::Start(const std::string& address,
-                                                      grpc::Service& service) {
+absl::StatusOr<std::unique_ptr<Server>> Server::Start(
+    const std::string& address, grpc::Service& service,
+    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+        interceptors) {
   if (absl::Status s = PrepareSocketPath(address); !s.ok()) return s;
   grpc::ServerBuilder builder;
   builder.AddListeningPort(absl::StrCat("unix:", address), grpc::InsecureServerCredentials());
   builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
   builder.SetMaxSendMessageSize(kMaxMessageBytes);
   builder.RegisterService(&service);
+  if (!interceptors.empty()) builder.experimental().SetInterceptorCreators(std::move(interceptors));
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr) {
     // gRPC has already logged the bind error itself.

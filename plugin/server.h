@@ -12,9 +12,11 @@
 #pragma once
 
 #include <grpcpp/server.h>
+#include <grpcpp/support/server_interceptor.h>
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -31,8 +33,11 @@ absl::Status PrepareSocketPath(const std::string& address);
 
 class Server {
  public:
-  static absl::StatusOr<std::unique_ptr<Server>> Start(const std::string& address,
-                                                       grpc::Service& service);
+  // `interceptors` (e.g. request timing, grpc_metrics.h) see every call, in order.
+  static absl::StatusOr<std::unique_ptr<Server>> Start(
+      const std::string& address, grpc::Service& service,
+      std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+          interceptors = {});
   ~Server();
 
   void Shutdown(absl::Duration grace);

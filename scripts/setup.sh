@@ -16,7 +16,7 @@ BUILD_PKGS=(
   libzstd-dev zlib1g-dev libisal-dev libssl-dev libboost-dev
   libfuse3-dev libabsl-dev libsqlite3-dev libarchive-dev
   libtomlplusplus-dev libspdlog-dev nlohmann-json3-dev libsystemd-dev libre2-dev
-  libgtest-dev libgmock-dev libbenchmark-dev
+  libgtest-dev libgmock-dev libbenchmark-dev prometheus-cpp-dev
   clang libclang-rt-14-dev
 )
 RUNTIME_PKGS=(

@@ -230,5 +230,49 @@ TEST(ConfigTest, ShippedConfigParsesToTheDefaults) {
   EXPECT_EQ(*config, Config());
 }
 
+TEST(ConfigTest, MetricsAndReportsTables) {
+  EXPECT_EQ(Config().metrics.address, "");
+  EXPECT_EQ(Config().reports.keep, 100);
+  for (const char* address : {"127.0.0.1:9464", "[::1]:0", "unix:///run/zsnap/metrics.sock"}) {
+    absl::StatusOr<Config> config =
+        Parse(std::string("[metrics]\naddress = \"") + address + "\"\n[reports]\nkeep = 0\n");
+    ASSERT_TRUE(config.ok()) << config.status();
+    EXPECT_EQ(config->metrics.address, address);
+    EXPECT_EQ(config->reports.keep, 0);
+    absl::StatusOr<Config> back = Parse(config->ToToml());
+    ASSERT_TRUE(back.ok()) << back.status() << "\n" << config->ToToml();
+    EXPECT_EQ(*back, *config);
+  }
+}
+
+TEST(ConfigTest, BadMetricsAndReports) {
+  struct Case {
+    std::string text;
+    std::string want;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"metrics = 1", "key 'metrics' must be a table, got integer"},
+           {"reports = \"x\"", "key 'reports' must be a table, got string"},
+           {"[metrics]\naddress = 9464", "z.toml:2:11: key 'metrics.address' must be a string"},
+           {"[metrics]\naddress = \"localhost:9464\"",
+            "z.toml:2:11: metrics address \"localhost:9464\": the host must be an IP address"},
+           {"[metrics]\naddress = \"unix://run/m.sock\"", "the socket path must be absolute"},
+           {"[metrics]\nport = 1", "z.toml:2:1: unknown key 'metrics.port'"},
+           {"[reports]\nkeep = -1", "'reports.keep' = -1 is out of range [0, 100000]"},
+           {"[reports]\ndir = \"/x\"", "unknown key 'reports.dir'"},
+       }) {
+    absl::StatusOr<Config> config = Parse(c.text);
+    ASSERT_FALSE(config.ok()) << c.text;
+    EXPECT_EQ(config.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(config.status().message(), HasSubstr(c.want)) << c.text;
+  }
+  Config config;
+  config.metrics.address = "9464";
+  EXPECT_THAT(config.Validate().message(), HasSubstr("missing \":PORT\""));
+  config.metrics.address = "";
+  config.reports.keep = 100001;
+  EXPECT_THAT(config.Validate().message(), HasSubstr("out of range"));
+}
+
 }  // namespace
 }  // namespace zsnap::plugin
