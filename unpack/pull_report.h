@@ -4,8 +4,8 @@
 //
 // Times are seconds (double); bytes are exact counts. Within a LayerRecord the stages add up
 // within the layer's wall time: queue_wait_s + total_s covers scheduled -> committed, and
-// fetch runs concurrently with decode/extract (they are one streaming pipeline), so
-// fetch.duration_s <= unpack.total_s + a small tail.
+// fetch runs concurrently with decode/extract (they are one streaming pipeline) and its clock
+// starts at the request, so fetch.duration_s <= fetch.ttfb_s + unpack.total_s (+ a small tail).
 //
 // Thread safety: PullObserver methods are called from the puller's worker threads,
 // concurrently; implementations synchronise themselves and must not block for long.

@@ -126,6 +126,8 @@ TEST(PullRecorderTest, AFailingHistoryIsCountedNotFatal) {
   std::filesystem::remove_all(tmp.Sub("reports"));  // every write now fails
   Metrics metrics(BuildInfo{});
   PullRecorder recorder(metrics, store->get());
+  // The daemon's logger (stderr), whatever earlier tests in this process left behind.
+  SetupLogging({.level = spdlog::level::info, .format = LogFormat::kText});
   ::testing::internal::CaptureStderr();
   Feed(recorder, FixtureImage(1, kT0));
   recorder.Flush();
