@@ -24,7 +24,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 src=$(cd "$here/.." && pwd)
-cache=${ZSNAP_BENCH_CACHE:-/var/tmp/zsnap-bench}
+cache=${ZSNAP_BENCH_CACHE:-/var/tmp/zsnap-bench-v2}
 reps=3
 rootfs_reps=1
 out=$cache/results/$(date +%Y%m%d-%H%M%S)
