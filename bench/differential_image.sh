@@ -7,7 +7,7 @@
 #
 #   sudo bench/differential_image.sh
 # Env: ZSNAP_BIN (default build/plugin/zsnap), DIFFTOOLS (default build/difftools),
-#      ZSNAP_BENCH_CACHE (default /var/tmp/zsnap-bench), WORK (default /dev/shm/zsnap-bigdiff).
+#      ZSNAP_BENCH_CACHE (default /var/tmp/zsnap-bench-v2), WORK (default /dev/shm/zsnap-bigdiff).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 zsnap=${ZSNAP_BIN:-$PWD/build/plugin/zsnap}
