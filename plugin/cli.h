@@ -4,6 +4,7 @@
 //   zsnap unpack   unpack one layer blob into a directory (unpack_command.h)
 //   zsnap pull     pull an image through a runtime's CRI image service, as kubelet does
 //                  (pull_command.h); zsnap rmi removes one the same way
+//   zsnap bench    the cold-start benchmark, its images and report (bench_command.h)
 //   zsnap config   check a config file / print the defaults (config.h)
 //   zsnap version, zsnap help [COMMAND]
 //
