@@ -299,7 +299,7 @@ kill_wait() {  # PID SECONDS
 stop_daemons() {
   local p cmd
   for p in $(pgrep -f containerd-shim 2>/dev/null); do
-    cmd=$(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null) || continue
+    cmd=$( { tr '\0' ' ' <"/proc/$p/cmdline"; } 2>/dev/null) || continue
     [[ $cmd == *"-address $ctrd_sock "* ]] && kill -KILL "$p" 2>/dev/null
   done
   [[ -z $ctrd_pid ]] || kill_wait "$ctrd_pid" 20
@@ -307,6 +307,18 @@ stop_daemons() {
   ctrd_pid=""
   zsnap_pid=""
   rm -rf "/run/containerd/runc/k8s.io/zsnap-bench-$$-"* 2>/dev/null || true
+}
+
+# daemon_cpu_s: CPU seconds (user + system) used so far by containerd, the children it waited
+# for (unpigz, ...) and zsnap — the whole pull's CPU bill apart from the ctr client and shim.
+daemon_cpu_s() {
+  local p total=0 t
+  for p in $ctrd_pid $zsnap_pid; do
+    # /proc/PID/stat fields 14-17: utime stime cutime cstime, in clock ticks.
+    t=$( { awk '{ sub(/^.*\) /, ""); print $12 + $13 + $14 + $15 }' "/proc/$p/stat"; } 2>/dev/null) || t=0
+    total=$((total + ${t:-0}))
+  done
+  awk -v t="$total" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", t / hz }'
 }
 
 # run_one REP IMAGE CODEC MODE: one cold start; appends its record to runs.jsonl, sets RESULT.
@@ -348,16 +360,18 @@ run_one() {
       err="pull failed: $(tail -c 300 "$out/logs/$tag.pull.err" | tr '\n"' ' ')"
     fi
   fi
-  local used
+  local used cpu
   used=$(df --output=used -B1 "$mnt" 2>/dev/null | tail -1 || echo 0)
+  cpu=$(daemon_cpu_s)
   stop_daemons
   release_fs
   jq -cn --arg image "$image" --arg codec "$codec" --arg mode "$mode" --argjson rep "$rep" \
     --argjson ok "$ok" --arg error "$err" --argjson pull_s "$pull_s" --argjson ready_s "$ready_s" \
     --argjson start_s "$start_s" --arg image_ref "$image_id" --argjson fs_used "${used:-0}" \
+    --argjson cpu_s "${cpu:-0}" \
     --arg zsnap_log "$([[ $mode == zsnap ]] && echo "logs/$tag.zsnap.log")" \
     '{image:$image, codec:$codec, mode:$mode, rep:$rep, ok:$ok, error:$error, pull_s:$pull_s,
-      ready_s:$ready_s, start_s:$start_s, image_ref:$image_ref, fs_used_bytes:$fs_used,
+      ready_s:$ready_s, start_s:$start_s, cpu_s:$cpu_s, image_ref:$image_ref, fs_used_bytes:$fs_used,
       zsnap_log:$zsnap_log}' >>"$runs"
   if $ok; then
     RESULT=$(printf 'pull %6.2f s  ready %6.2f s' "$pull_s" "$ready_s")
