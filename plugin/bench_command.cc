@@ -189,6 +189,8 @@ absl::Status WriteBenchReport(const std::string& dir, std::ostream& out) {
   if (!jsonl.ok()) return jsonl.status();
   absl::StatusOr<std::vector<BenchRun>> runs = ParseRuns(*jsonl);
   if (!runs.ok()) return runs.status();
+  if (runs->empty())
+    return absl::NotFoundError(absl::StrCat("no runs recorded in ", dir, "/runs.jsonl"));
   std::map<std::string, StageTimes> stages;
   for (const BenchRun& r : *runs) {
     if (r.zsnap_log.empty()) continue;

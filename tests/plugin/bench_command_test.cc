@@ -136,10 +136,14 @@ TEST(WriteBenchReportTest, WritesAllFourFiles) {
   EXPECT_FALSE(std::filesystem::exists(tmp.Sub("results.svg.tmp")));
 }
 
-TEST(WriteBenchReportTest, MissingRunsIsNotFound) {
+TEST(WriteBenchReportTest, MissingOrEmptyRunsIsNotFound) {
   TempDir tmp;
   std::ostringstream out;
   EXPECT_EQ(WriteBenchReport(tmp.path(), out).code(), absl::StatusCode::kNotFound);
+  WriteText(tmp.Sub("runs.jsonl"), "\n");  // the driver failed before its first run
+  EXPECT_EQ(WriteBenchReport(tmp.path(), out).code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(out.str(), "");
+  EXPECT_FALSE(std::filesystem::exists(tmp.Sub("results.svg")));
 }
 
 struct Result {
