@@ -62,7 +62,7 @@ mkdir -p "$out/logs"
 out=$(cd "$out" && pwd)
 work=$out/work
 sock=/run/zsnap-bench.$$            # unix socket paths must stay short
-mkdir -p "$work" "$sock"
+mkdir -p "$work"
 runs=$out/runs.jsonl
 : >"$runs"
 
@@ -98,15 +98,16 @@ mnt=$work/mnt
 registry_store=/dev/shm/zsnap-bench-registry.$$
 cleanup() {
   set +e
-  stop_daemons
+  ! declare -F stop_daemons >/dev/null || stop_daemons
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
-  release_fs
+  ! declare -F release_fs >/dev/null || release_fs
   [[ -z $netns ]] || { ip link del zsb-h$$ 2>/dev/null; ip netns del "$netns" 2>/dev/null; }
   rm -rf "$registry_store" "$sock"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+mkdir -p "$sock"  # only now: cleanup removes it
 
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
