@@ -7,12 +7,12 @@
 #
 #   sudo bench/differential_image.sh
 # Env: ZSNAP_BIN (default build/plugin/zsnap), DIFFTOOLS (default build/difftools),
-#      ZSNAP_BENCH_CACHE (default /var/tmp/zsnap-bench), WORK (default /dev/shm/zsnap-bigdiff).
+#      ZSNAP_BENCH_CACHE (default /var/tmp/zsnap-bench-v2), WORK (default /dev/shm/zsnap-bigdiff).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 zsnap=${ZSNAP_BIN:-$PWD/build/plugin/zsnap}
 tools=${DIFFTOOLS:-$PWD/build/difftools}
-cache=${ZSNAP_BENCH_CACHE:-/var/tmp/zsnap-bench}
+cache=${ZSNAP_BENCH_CACHE:-/var/tmp/zsnap-bench-v2}
 work=${WORK:-/dev/shm/zsnap-bigdiff}
 [[ -f $cache/layers.txt ]] || { echo "no $cache/layers.txt: run bench/images.sh first" >&2; exit 2; }
 rm -rf "$work" && mkdir -p "$work"

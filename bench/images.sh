@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the benchmark image: a ~2.1 GB python3 + numpy/scipy/pandas rootfs from Debian
-# packages, as several layers, reproducibly (same mirror state -> same layers):
+# Builds the benchmark images from Debian packages, reproducibly (same mirror state -> same
+# layers): "python", a ~1.4 GB python3 + numpy/scipy/pandas rootfs as four layers, and
+# "minbase", its first layer alone. apt installs without Recommends (what slim images do).
 #
 #   layer 1  debootstrap --variant=minbase bookworm
 #   layer 2  + python3 python3-numpy
@@ -16,18 +17,23 @@
 # (default /var/tmp/zsnap-bench):
 #
 #   blobs/layerN.tar, layerN.tar.gz (gzip -n -6), layerN.tar.zst (zstd -3)
-#   oci-gzip/, oci-zstd/     OCI image layouts (index.json, manifest, config with diff_ids)
+#   oci-gzip/, oci-zstd/     OCI image layouts of "python" (index.json, manifest, config)
+#   oci-minbase-gzip/, oci-minbase-zstd/   the same for "minbase" (layer 1 only)
 #   layers.txt               "N <diffID> <tar> <gz> <zst>" per layer, in order
 #
 # Each step is cached: rerunning skips finished steps. Needs root, overlayfs and the Debian
 # mirror named in /etc/apt/sources.list.d/*.sources.
 #   sudo bench/images.sh            # build (or reuse) the image
 #   sudo bench/images.sh --clean    # remove the cache
+#   sudo bench/images.sh --push HOST:PORT   # build, then push every image in gzip and zstd to a
+#                                   # plain-HTTP registry as zsnap-bench/<image>:<codec>
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-dirtar=$here/../tests/tools/refapply/dirtar.py
-cache=${ZSNAP_BENCH_CACHE:-/var/tmp/zsnap-bench}
+# dirtar.py sits next to this script when installed (/usr/share/zsnap/bench), else in tests/.
+dirtar=$here/dirtar.py
+[[ -f $dirtar ]] || dirtar=$here/../tests/tools/refapply/dirtar.py
+cache=${ZSNAP_BENCH_CACHE:-/var/tmp/zsnap-bench-v2}
 suite=bookworm
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1716163200}  # 2024-05-20T00:00:00Z
 
@@ -47,16 +53,19 @@ POST=(
 
 log() { printf 'images.sh: %s\n' "$*" >&2; }
 
-if [[ ${1:-} == --clean ]]; then
-  rm -rf "$cache"
-  exit 0
-fi
+push=""
+case ${1:-} in
+  --clean) rm -rf "$cache"; exit 0 ;;
+  --push) push=${2:?--push HOST:PORT}; [[ $# -eq 2 ]] || { log "usage: images.sh [--clean | --push HOST:PORT]"; exit 2; } ;;
+  "") ;;
+  *) log "usage: images.sh [--clean | --push HOST:PORT]"; exit 2 ;;
+esac
 [[ $(id -u) -eq 0 ]] || { log "must run as root (debootstrap, chroot, overlayfs)"; exit 1; }
 
 mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
 mirror=${mirror:-http://deb.debian.org/debian}
 APT_OPTS=(-o Acquire::Check-Valid-Until=false -o Acquire::Check-Date=false -o Dpkg::Use-Pty=0
-          -o APT::Install-Recommends=true -q)
+          -o APT::Install-Recommends=false -o APT::Install-Suggests=false -q)
 
 work=$cache/work
 mkdir -p "$work" "$cache/blobs"
@@ -136,13 +145,15 @@ done
 mv "$cache/layers.txt.tmp" "$cache/layers.txt"
 
 # OCI layouts (blobs hardlinked, not copied).
-write_oci() {  # codec ext mediatype-suffix
-  local codec=$1 ext=$2 mt=$3 dir=$cache/oci-$1
+write_oci() {  # codec ext mediatype-suffix [image-name max-layers]
+  local codec=$1 ext=$2 mt=$3 name=${4:-python} max=${5:-99} dir=$cache/oci-$1
+  [[ $name == python ]] || dir=$cache/oci-$name-$1
   rm -rf "$dir"
   mkdir -p "$dir/blobs/sha256"
   echo '{"imageLayoutVersion":"1.0.0"}' >"$dir/oci-layout"
   local layers_json="" diffids_json="" history_json=""
   while read -r i diffid tar gz zst; do
+    ((i <= max)) || continue
     local f
     f=$([[ $ext == gz ]] && echo "$gz" || echo "$zst")
     local d size
@@ -163,11 +174,23 @@ write_oci() {  # codec ext mediatype-suffix
   local md ms
   md=$(sha256sum "$dir/man.tmp" | cut -d' ' -f1); ms=$(stat -c %s "$dir/man.tmp")
   mv "$dir/man.tmp" "$dir/blobs/sha256/$md"
-  printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%s,"annotations":{"org.opencontainers.image.ref.name":"zsnap-bench-python:%s"}}]}\n' \
-    "$md" "$ms" "$codec" >"$dir/index.json"
+  printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%s,"annotations":{"org.opencontainers.image.ref.name":"zsnap-bench-%s:%s"}}]}\n' \
+    "$md" "$ms" "$name" "$codec" >"$dir/index.json"
 }
 write_oci gzip gz gzip
 write_oci zstd zst zstd
+write_oci gzip gz gzip minbase 1
+write_oci zstd zst zstd minbase 1
+
+if [[ -n $push ]]; then
+  for name in python minbase; do
+    for codec in gzip zstd; do
+      layout=$cache/oci-$codec
+      [[ $name == python ]] || layout=$cache/oci-$name-$codec
+      log "push $push/zsnap-bench/$name:$codec: $("$here/push.sh" "$push" "$layout" "zsnap-bench/$name:$codec")"
+    done
+  done
+fi
 
 log "done: $cache/layers.txt"
 awk '{print "  layer " $1 " " $2}' "$cache/layers.txt" >&2

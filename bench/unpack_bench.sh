@@ -6,7 +6,7 @@
 #   sudo bench/unpack_bench.sh [--reps N] [--rootfs-reps N] [--out DIR] [--modes "m1 m2"]
 #
 # Env: ZSNAP_BIN (default build-ref/plugin/zsnap, then build/plugin/zsnap), ZSNAP_BENCH_CACHE (images.sh
-# output, default /var/tmp/zsnap-bench), BENCH_IMG_DIR (where the ext4 image file lives;
+# output, default /var/tmp/zsnap-bench-v2), BENCH_IMG_DIR (where the ext4 image file lives;
 # default /dev/shm when it has room, so the host disk is not in the measurement).
 #
 # Modes (each applies every layer of the image, in order):
@@ -24,7 +24,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 src=$(cd "$here/.." && pwd)
-cache=${ZSNAP_BENCH_CACHE:-/var/tmp/zsnap-bench}
+cache=${ZSNAP_BENCH_CACHE:-/var/tmp/zsnap-bench-v2}
 reps=3
 rootfs_reps=1
 out=$cache/results/$(date +%Y%m%d-%H%M%S)

@@ -13,6 +13,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
+#include "plugin/bench_command.h"
 #include "plugin/config.h"
 #include "plugin/cri_client.h"
 #include "plugin/containerd_config.h"
@@ -41,6 +42,8 @@ Usage:
                [--json] [--config FILE] BLOB|- DEST
   zsnap pull --cri-endpoint SOCKET [--creds USER:PASS] [--timeout DUR] [--json] IMAGE
   zsnap rmi --cri-endpoint SOCKET [--timeout DUR] IMAGE
+  zsnap bench [--images LIST] [--codecs LIST] [--modes LIST] [--reps N] [--out DIR] [--rate R]
+  zsnap bench images [--cache DIR] [--push HOST:PORT] | zsnap bench report DIR
   zsnap config check FILE | zsnap config default
   zsnap config containerd [--containerd-version V] [--address SOCKET] [--root DIR]
                           [--config FILE] [--merge CONTAINERD_TOML]
@@ -114,6 +117,37 @@ Removes IMAGE (a reference or image ID) through a container runtime's CRI image 
 Options:
   --cri-endpoint SOCKET  the runtime's socket, /path or unix:///path
   --timeout DUR          deadline for the call: 90s, 10m; 0 = none (default 2m)
+)";
+
+constexpr char kBenchUsage[] =
+    R"(Usage: zsnap bench [--images LIST] [--codecs LIST] [--modes LIST] [--reps N] [--out DIR]
+                   [--cache DIR] [--rate RATE] [--img-dir DIR]
+       zsnap bench images [--cache DIR] [--push HOST:PORT]
+       zsnap bench report DIR
+
+The cold-start benchmark (run as root on an otherwise idle node). For every rep, image, codec
+and mode, on a freshly made ext4 (a loop file) holding all of containerd's and zsnap's state,
+with fresh processes and the page cache dropped: a CRI PullImage as kubelet makes it, then
+`ctr -n k8s.io run` of the image up to its ready line. Modes alternate within a rep. A private
+docker-registry on loopback serves the images. Prints progress, then medians, min-max and the
+zsnap/native ratios; writes runs.jsonl, results.{csv,json,md,svg} and every daemon log to DIR.
+
+  images   build the benchmark images from Debian packages (debootstrap, apt) into the cache:
+           python (python3 + numpy/scipy/pandas, 4 layers) and minbase, each gzip and zstd;
+           --push also pushes them to a plain-HTTP registry at HOST:PORT
+  report   re-render the table, CSV, JSON and chart of a results DIR
+
+Options:
+  --images LIST   benchmark images, comma-separated: python, minbase (default python)
+  --codecs LIST   gzip, zstd (default both)
+  --modes LIST    native (containerd's overlayfs), zsnap (default both)
+  --reps N        1..100 (default 3)
+  --out DIR       results dir (default <cache>/cold-start/<UTC time>)
+  --cache DIR     where 'zsnap bench images' put the images (default /var/tmp/zsnap-bench-v2)
+  --rate RATE     run the registry in a network namespace behind a veth pair shaped with
+                  tc to RATE (e.g. 1gbit, 400mbit); default unlimited loopback
+  --img-dir DIR   where the per-run ext4 loop file lives (default /dev/shm)
+Scripts come from $ZSNAP_BENCH_DIR, /usr/share/zsnap/bench or the source tree's bench/.
 )";
 
 constexpr char kConfigUsage[] =
@@ -194,6 +228,7 @@ const char* UsageFor(absl::string_view command) {
   if (command == "unpack") return kUnpackUsage;
   if (command == "pull") return kPullUsage;
   if (command == "rmi") return kRmiUsage;
+  if (command == "bench") return kBenchUsage;
   if (command == "config") return kConfigUsage;
   if (command == "stats") return kStatsUsage;
   if (command == "version") return kVersionUsage;
@@ -438,6 +473,29 @@ int ConfigContainerd(const ParsedArgs& args, std::ostream& out, std::ostream& er
   return kExitOk;
 }
 
+int Bench(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
+  const std::vector<std::string>& pos = args.positional;
+  if (pos.empty()) {
+    if (args.values.contains("push"))
+      return UsageError(err, "bench", "--push is for 'bench images'");
+    return RunBench(args.values, out, err);
+  }
+  if (pos[0] == "images" && pos.size() == 1) {
+    for (const auto& [name, value] : args.values) {
+      if (name != "cache" && name != "push") {
+        return UsageError(err, "bench",
+                          absl::StrCat("--", name, " is not an option of 'bench images'"));
+      }
+    }
+    return RunBenchImages(args.values, out, err);
+  }
+  if (pos[0] == "report" && pos.size() == 2) {
+    if (!args.values.empty()) return UsageError(err, "bench", "'bench report' takes no options");
+    return RunBenchReport(pos[1], out, err);
+  }
+  return UsageError(err, "bench", "want no argument, 'images' or 'report DIR'");
+}
+
 int ConfigCommand(const ParsedArgs& args, std::ostream& out, std::ostream& err) {
   const std::vector<std::string>& pos = args.positional;
   if (!pos.empty() && pos[0] == "containerd") return ConfigContainerd(args, out, err);
@@ -613,6 +671,10 @@ int RunCli(int argc, char** argv, std::ostream& out, std::ostream& err) {
       {"doctor",
        {{"config", "containerd-config", "containerd-address", "registry"}, {"json"}, Doctor}},
       {"version", {{}, {"json"}, Version}},
+      {"bench",
+       {{"images", "codecs", "modes", "reps", "out", "cache", "rate", "img-dir", "push"},
+        {},
+        Bench}},
   };
   auto it = commands.find(command);
   if (it == commands.end()) {

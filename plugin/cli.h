@@ -4,6 +4,7 @@
 //   zsnap unpack   unpack one layer blob into a directory (unpack_command.h)
 //   zsnap pull     pull an image through a runtime's CRI image service, as kubelet does
 //                  (pull_command.h); zsnap rmi removes one the same way
+//   zsnap bench    the cold-start benchmark, its images and report (bench_command.h)
 //   zsnap config   check a config file / print the defaults (config.h); print or merge the
 //                  containerd configuration (containerd_config.h)
 //   zsnap stats    recent image pulls from the report history (pull_stats.h)

@@ -52,7 +52,7 @@ TEST(PackagingTest, ManPageNamesEveryCommandAndFlag) {
   const std::string man = absl::StrReplaceAll(
       ReadAll(std::string(ZSNAP_SOURCE_DIR) + "/packaging/man/zsnap.8"), {{"\\-", "-"}});
   for (const std::string command :
-       {"serve", "unpack", "pull", "rmi", "config", "stats", "doctor", "version"}) {
+       {"serve", "unpack", "pull", "rmi", "bench", "config", "stats", "doctor", "version"}) {
     std::string arg0 = "zsnap", arg1 = "help", arg2 = command;
     char* argv[] = {arg0.data(), arg1.data(), arg2.data(), nullptr};
     std::ostringstream out, err;
