@@ -99,6 +99,12 @@ blob_gets() { grep -cE "\"GET /v2/[^ ]*/blobs/$1[ ?]" "$REGISTRY_LOG" 2>/dev/nul
 log_mark() { ZSNAP_LOG_MARK=$(wc -l <"$ZSNAP_LOG"); }
 log_since_mark() { tail -n +"$((ZSNAP_LOG_MARK + 1))" "$ZSNAP_LOG"; }
 
+# zsnap_reconnected: after a zsnap restart, wait until containerd's proxy connection works
+# again (its gRPC channel backs off after the old socket died; kubelet would simply retry).
+zsnap_reconnected() {
+  zsnap_answers() { k8s_ctr snapshot --snapshotter zsnap ls >/dev/null 2>&1; }
+  itest_wait_for 60 "containerd to reach the restarted zsnap" zsnap_answers
+}
 # pull IMAGE [zsnap pull options]: CRI PullImage through zsnap's CLI; sets RC, OUT, ERR.
 pull() {
   local image=$1
@@ -460,6 +466,7 @@ kill -9 "$ZSNAP_PID"
 wait "$PULL_PID"
 itest_check kill-interrupted-pull-failed test $? -ne 0
 zsnap_start "$ZSNAP_ROOT" "$ZSNAP_EXTRA" || itest_die "zsnap did not restart"
+zsnap_reconnected || itest_die "containerd did not reconnect to the restarted zsnap"
 itest_check_eq kill-restart-staging-cleared 0 "$(staging_entries)"
 pull "$IMAGE_BIG"
 itest_check_eq kill-pull-after-restart-exit-0 0 "$RC"
@@ -531,6 +538,7 @@ printf '{"auths": {"%s": {"auth": "%s"}}}\n' "$REGISTRY_ADDR" "$(printf 'alice:s
 zsnap_stop
 zsnap_start "$ZSNAP_ROOT" "$ZSNAP_EXTRA
 docker_config = \"$ITEST_DIR/docker-config.json\"" || itest_die "zsnap did not restart"
+zsnap_reconnected || itest_die "containerd did not reconnect to the restarted zsnap"
 log_mark
 pull "$IMAGE" --creds alice:s3cret
 itest_check_eq basic-auth-pull-exit-0 0 "$RC"
