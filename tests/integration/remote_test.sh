@@ -101,8 +101,13 @@ log_since_mark() { tail -n +"$((ZSNAP_LOG_MARK + 1))" "$ZSNAP_LOG"; }
 
 # zsnap_reconnected: after a zsnap restart, wait until containerd's proxy connection works
 # again (its gRPC channel backs off after the old socket died; kubelet would simply retry).
+# (`snapshot ls` is answered from containerd's own metadata; Prepare reaches zsnap.)
 zsnap_reconnected() {
-  zsnap_answers() { k8s_ctr snapshot --snapshotter zsnap ls >/dev/null 2>&1; }
+  zsnap_answers() {
+    local key=probe-$$-$RANDOM
+    k8s_ctr snapshot --snapshotter zsnap prepare "$key" >/dev/null 2>&1 || return 1
+    k8s_ctr snapshot --snapshotter zsnap rm "$key" >/dev/null 2>&1
+  }
   itest_wait_for 60 "containerd to reach the restarted zsnap" zsnap_answers
 }
 # pull IMAGE [zsnap pull options]: CRI PullImage through zsnap's CLI; sets RC, OUT, ERR.
