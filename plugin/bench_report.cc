@@ -130,10 +130,23 @@ std::map<std::string, std::string> ParseKeyValues(absl::string_view line) {
 std::optional<StageTimes> ParseStageTimes(absl::string_view log) {
   StageTimes t;
   bool any = false;
+  // The daemon's pull recorder logs "pull_layer ..."/"pull_image ..."; without a recorder the
+  // puller itself logs "remote layer ..."/"remote image ...". Same key=value fields.
+  const auto find_event = [](absl::string_view line, absl::string_view a, absl::string_view b,
+                              size_t* skip) {
+    size_t at = line.find(a);
+    *skip = a.size();
+    if (at == absl::string_view::npos) {
+      at = line.find(b);
+      *skip = b.size();
+    }
+    return at;
+  };
   for (absl::string_view line : absl::StrSplit(log, '\n')) {
-    size_t at = line.find(" remote layer ");
+    size_t skip = 0;
+    size_t at = find_event(line, " remote layer ", " pull_layer ", &skip);
     if (at != absl::string_view::npos) {
-      auto kv = ParseKeyValues(line.substr(at + 14));
+      auto kv = ParseKeyValues(line.substr(at + skip));
       any = true;
       ++t.layers;
       if (kv["outcome"] != "ok") ++t.fallbacks;
@@ -154,9 +167,9 @@ std::optional<StageTimes> ParseStageTimes(absl::string_view log) {
       }
       continue;
     }
-    at = line.find(" remote image ");
+    at = find_event(line, " remote image ", " pull_image ", &skip);
     if (at != absl::string_view::npos) {
-      auto kv = ParseKeyValues(line.substr(at + 14));
+      auto kv = ParseKeyValues(line.substr(at + skip));
       any = true;
       t.image_wall_s = Num(kv, "wall_s");
     }

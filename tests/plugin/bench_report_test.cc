@@ -86,7 +86,7 @@ constexpr char kLog[] =
     "2026-11-28T06:29:41Z info  remote layer image=r/p:gzip@sha256:1 layer=sha256:small "
     "outcome=ok index=0 codec=gzip bytes_in=100 bytes_out=300 ttfb_s=0.010 fetch_s=1.0 "
     "decode_s=0.5 write_s=0.7 verify_s=0.2 unpack_s=1.1 commit_s=0.05 total_s=1.2\n"
-    "2026-11-28T06:29:42Z info  remote layer image=r/p:gzip@sha256:1 layer=sha256:big "
+    "2026-11-28T06:29:42Z info  pull_layer image=r/p:gzip@sha256:1 layer=sha256:big "
     "outcome=ok index=2 codec=gzip bytes_in=1000 bytes_out=3000 ttfb_s=0.020 fetch_s=8.0 "
     "decode_s=4.5 write_s=6.0 verify_s=2.0 unpack_s=9.0 commit_s=0.25 total_s=9.5\n"
     "2026-11-28T06:29:42Z info  remote layer image=r/p:gzip@sha256:1 layer=sha256:fb "
