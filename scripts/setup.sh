@@ -26,6 +26,7 @@ RUNTIME_PKGS=(
 TEST_PKGS=(
   golang-go golang-github-containerd-containerd-dev
   golang-golang-x-sys-dev debootstrap systemd prometheus curl jq python3 dpkg-dev fakeroot time
+  openssl ca-certificates
 )
 
 apt-get update
