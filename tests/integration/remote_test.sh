@@ -184,8 +184,10 @@ itest_check_eq native-overlayfs-has-the-chain "$(printf '%s\n' "${CHAIN[@]}" | s
 mount_view() {
   local sn=$1 dir=$2 cmd
   mkdir -p "$dir"
-  k8s_ctr snapshot --snapshotter "$sn" view "view-$sn-$$" "${CHAIN[2]}" >/dev/null || return 1
-  cmd=$(k8s_ctr snapshot --snapshotter "$sn" mounts "$dir" "view-$sn-$$") || return 1
+  # One command: ctr's lease ends with it, and containerd 1.7+ may collect the unreferenced
+  # view before a second `ctr snapshot mounts` call (the mount itself only needs the layers).
+  cmd=$(k8s_ctr snapshot --snapshotter "$sn" view --target "$dir" "view-$sn-$$" "${CHAIN[2]}") ||
+    return 1
   eval "$cmd" || return 1
   itest_on_exit "umount '$dir' 2>/dev/null"
   grep -oE 'lowerdir=[^, ]+' <<<"$cmd" | sed 's/^lowerdir=//'
