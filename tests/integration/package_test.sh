@@ -65,6 +65,10 @@ expected=$(sort <<'EOF'
 ./usr/bin/zsnap
 ./usr/share/doc/zsnap/copyright
 ./usr/share/man/man8/zsnap.8.gz
+./usr/share/zsnap/bench/cold_start.sh
+./usr/share/zsnap/bench/dirtar.py
+./usr/share/zsnap/bench/images.sh
+./usr/share/zsnap/bench/push.sh
 ./usr/share/zsnap/containerd/config-v2.toml
 ./usr/share/zsnap/containerd/config-v3.toml
 EOF
