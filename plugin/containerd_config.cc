@@ -18,6 +18,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "overlay/status_util.h"
+#include "plugin/file_util.h"
 #include "toml++/toml.h"
 
 namespace zsnap::plugin {
@@ -226,31 +227,6 @@ absl::Status CheckVersion(const toml::table& doc, const std::string& source,
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return overlay::ErrnoStatus("open", path, errno);
-  std::string text;
-  char buf[16384];
-  for (;;) {
-    const ssize_t n = read(fd, buf, sizeof(buf));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int err = errno;
-      close(fd);
-      return overlay::ErrnoStatus("read", path, err);
-    }
-    if (n == 0) break;
-    text.append(buf, static_cast<size_t>(n));
-    if (text.size() > kMaxConfigBytes) {
-      close(fd);
-      return absl::InvalidArgumentError(
-          absl::StrCat(path, " is larger than ", kMaxConfigBytes, " bytes"));
-    }
-  }
-  close(fd);
-  return text;
-}
-
 // Writes `text` to a new file `path` (O_EXCL) with `mode`/owner, fsynced.
 absl::Status WriteNewFile(const std::string& path, absl::string_view text, mode_t mode, uid_t uid,
                           gid_t gid) {
@@ -454,7 +430,7 @@ absl::StatusOr<ContainerdMergeFileResult> MergeContainerdConfigFile(
     if (!S_ISREG(st.st_mode)) {
       return absl::FailedPreconditionError(absl::StrCat(path, " is not a regular file"));
     }
-    absl::StatusOr<std::string> text = ReadFile(path);
+    absl::StatusOr<std::string> text = ReadBoundedFile(path, kMaxConfigBytes);
     if (!text.ok()) return text.status();
     existing = *std::move(text);
   }

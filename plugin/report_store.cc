@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "overlay/status_util.h"
+#include "plugin/file_util.h"
 #include "spdlog/spdlog.h"
 
 namespace zsnap::plugin {
@@ -62,33 +63,9 @@ absl::StatusOr<std::vector<std::string>> ListNames(const std::string& dir,
   return names;
 }
 
-absl::StatusOr<std::string> ReadSmall(const std::string& path) {
-  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-  if (fd < 0) return overlay::ErrnoStatus("open", path, errno);
-  std::string text;
-  char buf[16384];
-  for (;;) {
-    const ssize_t n = read(fd, buf, sizeof(buf));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int err = errno;
-      close(fd);
-      return overlay::ErrnoStatus("read", path, err);
-    }
-    if (n == 0) break;
-    text.append(buf, static_cast<size_t>(n));
-    if (text.size() > kMaxReportBytes) {
-      close(fd);
-      return absl::InvalidArgumentError(
-          absl::StrCat(path, " is larger than ", kMaxReportBytes, " bytes"));
-    }
-  }
-  close(fd);
-  return text;
-}
-
 absl::StatusOr<unpack::ImageRecord> ParseReport(const std::string& path) {
-  absl::StatusOr<std::string> text = ReadSmall(path);
+  absl::StatusOr<std::string> text =
+      ReadBoundedFile(path, kMaxReportBytes, /*follow_symlinks=*/false);
   if (!text.ok()) return text.status();
   const nlohmann::json j = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) return absl::DataLossError(absl::StrCat(path, ": not valid JSON"));
