@@ -18,21 +18,8 @@ using ::testing::HasSubstr;
 
 constexpr int64_t kT0 = 1795000000000;
 
-struct Result {
-  int code;
-  std::string out;
-  std::string err;
-};
-
-Result RunZsnap(std::vector<std::string> args) {
-  args.insert(args.begin(), "zsnap");
-  std::vector<char*> argv;
-  for (std::string& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  std::ostringstream out, err;
-  const int code = RunCli(static_cast<int>(args.size()), argv.data(), out, err);
-  return {code, out.str(), err.str()};
-}
+using Result = testing::CliResult;
+using testing::RunZsnap;
 
 class CliStatsTest : public ::testing::Test {
  protected:

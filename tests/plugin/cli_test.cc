@@ -20,21 +20,8 @@ namespace {
 
 using ::testing::HasSubstr;
 
-struct Result {
-  int code;
-  std::string out;
-  std::string err;
-};
-
-Result RunZsnap(std::vector<std::string> args) {
-  args.insert(args.begin(), "zsnap");
-  std::vector<char*> argv;
-  for (std::string& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  std::ostringstream out, err;
-  const int code = RunCli(static_cast<int>(args.size()), argv.data(), out, err);
-  return {code, out.str(), err.str()};
-}
+using Result = testing::CliResult;
+using testing::RunZsnap;
 
 TEST(ParseArgsTest, FlagsAndPositionalsInterleave) {
   const std::vector<std::string> args = {"blob", "--digest", "sha256:1",

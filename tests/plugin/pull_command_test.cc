@@ -105,21 +105,8 @@ class StuckImageService final : public runtime::v1::ImageService::Service {
 // No handlers: every RPC answers UNIMPLEMENTED, like a runtime without the CRI plugin.
 class EmptyImageService final : public runtime::v1::ImageService::Service {};
 
-struct Result {
-  int code;
-  std::string out;
-  std::string err;
-};
-
-Result RunZsnap(std::vector<std::string> args) {
-  args.insert(args.begin(), "zsnap");
-  std::vector<char*> argv;
-  for (std::string& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  std::ostringstream out, err;
-  const int code = RunCli(static_cast<int>(args.size()), argv.data(), out, err);
-  return {code, out.str(), err.str()};
-}
+using Result = testing::CliResult;
+using testing::RunZsnap;
 
 class PullCommandTest : public ::testing::Test {
  protected:

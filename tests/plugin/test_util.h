@@ -1,11 +1,15 @@
-// Helpers for the plugin unit tests: a self-removing temporary directory.
+// Helpers for the plugin unit tests: a self-removing temporary directory, and running the CLI
+// in process.
 #pragma once
 
 #include <cstdlib>
 #include <filesystem>
+#include <sstream>
 #include <string>
+#include <vector>
 
 #include "gtest/gtest.h"
+#include "plugin/cli.h"
 
 namespace zsnap::plugin::testing {
 
@@ -31,5 +35,22 @@ class TempDir {
  private:
   std::string path_;
 };
+
+struct CliResult {
+  int code;
+  std::string out;
+  std::string err;
+};
+
+// Runs `zsnap ARGS...` through RunCli, capturing its exit code and output.
+inline CliResult RunZsnap(std::vector<std::string> args) {
+  args.insert(args.begin(), "zsnap");
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  std::ostringstream out, err;
+  const int code = RunCli(static_cast<int>(args.size()), argv.data(), out, err);
+  return {code, out.str(), err.str()};
+}
 
 }  // namespace zsnap::plugin::testing
