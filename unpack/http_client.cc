@@ -65,6 +65,9 @@ beast::error_code RunToCompletion(asio::io_context& ioc, Start&& start) {
 // One connection carrying one request; the response body is read through it.
 class Connection final : public HttpResponse {
  public:
+  // Beast's largest single socket read for a message body (read_size's cap).
+  static constexpr size_t kBodyReadSize = 64 * 1024;
+
   Connection(const HttpRequest& request, HttpTimeouts timeouts)
       : request_(request), timeouts_(timeouts) {
     parser_.body_limit(std::numeric_limits<uint64_t>::max());
@@ -168,6 +171,10 @@ class Connection final : public HttpResponse {
 
   absl::StatusOr<size_t> ReadBody(std::span<std::byte> buf) override {
     if (buf.empty()) return 0;
+    // Beast sizes each socket read by the spare capacity of buffer_ (at least 512 bytes, at
+    // most 64 KiB) and the body passes through it: left at its header-sized capacity, a blob
+    // would be read 512 bytes per recv, each with a timer re-arm and an epoll_wait.
+    if (buffer_.capacity() < kBodyReadSize) buffer_.reserve(kBodyReadSize);
     while (!parser_.is_done()) {
       parser_.get().body().data = buf.data();
       parser_.get().body().size = buf.size();
