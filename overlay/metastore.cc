@@ -56,6 +56,8 @@ constexpr char kCommit[] = R"sql(
 UPDATE snapshots
 SET key = ?2, kind = 3, parent_id = ?3, created_ns = ?4, updated_ns = ?4, size = ?5, inodes = ?6
 WHERE id = ?1)sql";
+constexpr char kStoreUsage[] = R"sql(
+UPDATE snapshots SET size = ?2, inodes = ?3 WHERE id = ?1 AND kind = 3 AND size < 0)sql";
 constexpr char kHasChild[] = "SELECT 1 FROM snapshots WHERE parent_id = ?1 LIMIT 1";
 constexpr char kDelete[] = "DELETE FROM snapshots WHERE id = ?1";
 constexpr char kTouch[] = "UPDATE snapshots SET updated_ns = ?2 WHERE id = ?1";
@@ -329,6 +331,13 @@ absl::StatusOr<int64_t> StoreTx::CommitActive(const std::string& key, const std:
   }
   ZSNAP_OVERLAY_RETURN_IF_ERROR(WriteLabels(active->id, labels));
   return active->id;
+}
+
+absl::Status StoreTx::StoreMeasuredUsage(int64_t id, const Usage& usage) {
+  ZSNAP_OVERLAY_RETURN_IF_ERROR(CheckWritable());
+  ZSNAP_OVERLAY_ASSIGN_OR_RETURN(sqlite::Stmt upd, db_->Prepare(kStoreUsage));
+  upd.Bind(1, id).Bind(2, usage.size).Bind(3, usage.inodes);
+  return upd.Run();
 }
 
 absl::StatusOr<SnapshotRecord> StoreTx::Remove(const std::string& key) {

@@ -43,8 +43,12 @@ class MetaStore;
 struct SnapshotRecord {
   int64_t id = 0;
   Info info;
-  Usage usage;  // measured at Commit; zero for Active and View
+  Usage usage;  // measured at Commit (kNotMeasured: not yet); zero for Active and View
 };
+
+// The stored usage of a snapshot committed by CommitMeasuringLater until GetUsage measures it
+// (size and inodes -1; a real measurement is never negative).
+inline constexpr Usage kNotMeasured{.size = -1, .inodes = -1};
 
 // What mounts need: the id, the kind and the parent chain (nearest first).
 struct SnapshotRef {
@@ -74,6 +78,9 @@ class StoreTx {
   absl::StatusOr<int64_t> CommitActive(const std::string& key, const std::string& name,
                                        const Usage& usage, const Labels& labels,
                                        const std::string& parent);
+  // Stores the measured usage of Committed snapshot `id` if it still has kNotMeasured (a
+  // snapshot removed meanwhile, or measured by a concurrent call, is left alone).
+  absl::Status StoreMeasuredUsage(int64_t id, const Usage& usage);
   // Deletes `key`; returns what it was. NotFound if missing; FailedPrecondition ("cannot
   // remove snapshot with child") if some snapshot names it as parent.
   absl::StatusOr<SnapshotRecord> Remove(const std::string& key);

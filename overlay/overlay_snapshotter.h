@@ -46,6 +46,8 @@ class OverlaySnapshotter final : public Snapshotter {
   absl::StatusOr<std::vector<Mount>> Mounts(const std::string& key) override;
   absl::Status Commit(const std::string& name, const std::string& key, const Labels& labels,
                       const std::string& parent) override;
+  absl::Status CommitMeasuringLater(const std::string& name, const std::string& key,
+                                    const Labels& labels) override;
   absl::Status Remove(const std::string& key) override;
   absl::StatusOr<Info> Stat(const std::string& key) override;
   absl::StatusOr<Info> Update(const Info& info,
@@ -62,6 +64,8 @@ class OverlaySnapshotter final : public Snapshotter {
   OverlaySnapshotter(std::string root, MountConfig mount_config, bool durable,
                      std::unique_ptr<MetaStore> store);
 
+  absl::Status CommitWithUsage(const std::string& name, const std::string& key,
+                              const Labels& labels, const std::string& parent, bool measure);
   absl::StatusOr<std::vector<Mount>> CreateSnapshot(Kind kind, const std::string& key,
                                                     const std::string& parent,
                                                     const Labels& labels);

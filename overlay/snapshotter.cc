@@ -266,6 +266,18 @@ absl::StatusOr<std::vector<Mount>> OverlaySnapshotter::Mounts(const std::string&
 
 absl::Status OverlaySnapshotter::Commit(const std::string& name, const std::string& key,
                                         const Labels& labels, const std::string& parent) {
+  return CommitWithUsage(name, key, labels, parent, /*measure=*/true);
+}
+
+absl::Status OverlaySnapshotter::CommitMeasuringLater(const std::string& name,
+                                                      const std::string& key,
+                                                      const Labels& labels) {
+  return CommitWithUsage(name, key, labels, "", /*measure=*/false);
+}
+
+absl::Status OverlaySnapshotter::CommitWithUsage(const std::string& name, const std::string& key,
+                                                 const Labels& labels, const std::string& parent,
+                                                 bool measure) {
   ZSNAP_OVERLAY_RETURN_IF_ERROR(ValidateLabels(labels));
   SnapshotRecord rec;
   ZSNAP_OVERLAY_RETURN_IF_ERROR(store_->View([&](StoreTx& tx) -> absl::Status {
@@ -273,8 +285,8 @@ absl::Status OverlaySnapshotter::Commit(const std::string& name, const std::stri
     return absl::OkStatus();
   }));
   // Measure with no lock held; a key that is not Active is refused by CommitActive below.
-  Usage usage;
-  if (rec.info.kind == Kind::kActive) {
+  Usage usage = kNotMeasured;
+  if (measure && rec.info.kind == Kind::kActive) {
     ZSNAP_OVERLAY_ASSIGN_OR_RETURN(usage, DiskUsage(UpperPath(snapshots_dir_, rec.id)));
   }
   ZSNAP_OVERLAY_RETURN_IF_ERROR(store_->Update([&](StoreTx& tx) -> absl::Status {
@@ -287,8 +299,13 @@ absl::Status OverlaySnapshotter::Commit(const std::string& name, const std::stri
     }
     return absl::OkStatus();
   }));
-  spdlog::info("overlay op=commit key={} name={} id={} size={} inodes={}", key, name, rec.id,
-               usage.size, usage.inodes);
+  if (measure) {
+    spdlog::info("overlay op=commit key={} name={} id={} size={} inodes={}", key, name, rec.id,
+                 usage.size, usage.inodes);
+  } else {
+    spdlog::info("overlay op=commit key={} name={} id={} usage=at-first-request", key, name,
+                 rec.id);
+  }
   return absl::OkStatus();
 }
 
@@ -362,10 +379,21 @@ absl::StatusOr<Usage> OverlaySnapshotter::GetUsage(const std::string& key) {
     ZSNAP_OVERLAY_ASSIGN_OR_RETURN(rec, tx.GetInfo(key));
     return absl::OkStatus();
   }));
-  if (rec.info.kind != Kind::kActive) return rec.usage;  // stored at Commit; zero for a View
+  if (rec.info.kind == Kind::kView) return rec.usage;  // zero
+  if (rec.info.kind == Kind::kCommitted && rec.usage != kNotMeasured) return rec.usage;
+  // Active (live), or committed by CommitMeasuringLater: its tree no longer changes, so the
+  // first measurement is the one Commit would have stored.
   absl::StatusOr<Usage> usage = DiskUsage(UpperPath(snapshots_dir_, rec.id));
   if (absl::IsNotFound(usage.status())) {
     return absl::NotFoundError(absl::StrFormat("snapshot %s does not exist", key));
+  }
+  if (!usage.ok() || rec.info.kind == Kind::kActive) return usage;
+  absl::Status stored = store_->Update(
+      [&](StoreTx& tx) -> absl::Status { return tx.StoreMeasuredUsage(rec.id, *usage); });
+  if (!stored.ok()) {
+    // The answer is right either way; the next call measures again.
+    spdlog::warn("overlay op=usage key={} id={} storing the measured usage: {}", key, rec.id,
+                 stored.ToString());
   }
   return usage;
 }

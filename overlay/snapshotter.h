@@ -56,6 +56,11 @@ class Snapshotter {
   // none. NotFound: key missing; FailedPrecondition: key not Active; AlreadyExists: name taken.
   virtual absl::Status Commit(const std::string& name, const std::string& key,
                               const Labels& labels, const std::string& parent) = 0;
+  // Commit (no rebase) that leaves the usage to be measured by the first GetUsage of `name`,
+  // which stores it. For a tree its writer has just finished and nobody changes again — the
+  // remote path, where walking a 1 GB layer at commit sat on the pull's critical path.
+  virtual absl::Status CommitMeasuringLater(const std::string& name, const std::string& key,
+                                            const Labels& labels) = 0;
   // Removes any kind. NotFound: missing; FailedPrecondition ("cannot remove snapshot with
   // child"): has children.
   virtual absl::Status Remove(const std::string& key) = 0;
@@ -67,7 +72,8 @@ class Snapshotter {
   // Snapshots matching any of `filters` (containerd filter syntax; none = all).
   // InvalidArgument on a parse error. A snapshot of the store at one instant.
   virtual absl::StatusOr<std::vector<Info>> List(const std::vector<std::string>& filters) = 0;
-  // Live for Active snapshots, measured at Commit for Committed, zero for Views.
+  // Live for Active snapshots, measured at Commit (or at the first GetUsage after
+  // CommitMeasuringLater) for Committed, zero for Views.
   virtual absl::StatusOr<Usage> GetUsage(const std::string& key) = 0;
   // Removes directories under <root>/snapshots that the store does not know.
   virtual absl::Status Cleanup() = 0;

@@ -65,6 +65,10 @@ class RemoteSnapshotter final : public overlay::Snapshotter {
                       const overlay::Labels& labels, const std::string& parent) override {
     return inner_->Commit(name, key, labels, parent);
   }
+  absl::Status CommitMeasuringLater(const std::string& name, const std::string& key,
+                                    const overlay::Labels& labels) override {
+    return inner_->CommitMeasuringLater(name, key, labels);
+  }
   absl::Status Remove(const std::string& key) override { return inner_->Remove(key); }
   absl::StatusOr<overlay::Info> Stat(const std::string& key) override {
     return inner_->Stat(key);

@@ -247,6 +247,50 @@ TEST_F(SnapshotterTest, Usage) {
   EXPECT_EQ(*sn_->GetUsage("v"), Usage{});
 }
 
+TEST_F(SnapshotterTest, CommitMeasuringLaterMeasuresOnceAtTheFirstUsage) {
+  ASSERT_TRUE(sn_->Prepare("a", "", {{"l", "v"}}).ok());
+  WriteFile(Upper("a") + "/f", std::string(100000, 'x'));
+  ASSERT_EQ(mkdir((Upper("a") + "/d").c_str(), 0755), 0);
+  absl::StatusOr<Usage> live = sn_->GetUsage("a");
+  ASSERT_TRUE(live.ok());
+  ASSERT_TRUE(sn_->CommitMeasuringLater("c", "a", {{"l", "v"}}).ok());
+  absl::StatusOr<Info> info = sn_->Stat("c");
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->kind, Kind::kCommitted);
+  EXPECT_EQ(info->labels.at("l"), "v");
+  EXPECT_TRUE(absl::IsNotFound(sn_->Stat("a").status()));
+
+  // Nothing was measured at the commit: a file the writer added afterwards (the remote path
+  // never does) is counted by the first GetUsage, after a restart too.
+  WriteFile(Upper("c") + "/after-commit", "z");
+  Open();
+  absl::StatusOr<Usage> first = sn_->GetUsage("c");
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(first->inodes, live->inodes + 1);
+  EXPECT_GT(first->size, live->size);
+  // ...which stores it: later changes to the tree are not seen again.
+  WriteFile(Upper("c") + "/late", std::string(100000, 'y'));
+  EXPECT_EQ(*sn_->GetUsage("c"), *first);
+  Open();
+  EXPECT_EQ(*sn_->GetUsage("c"), *first);
+
+  // The measured-later snapshot is a parent like any other and removes cleanly.
+  ASSERT_TRUE(sn_->View("v", "c", {}).ok());
+  EXPECT_EQ(*sn_->GetUsage("v"), Usage{});
+  ASSERT_TRUE(sn_->Remove("v").ok());
+  ASSERT_TRUE(sn_->Remove("c").ok());
+  EXPECT_TRUE(absl::IsNotFound(sn_->GetUsage("c").status()));
+}
+
+TEST_F(SnapshotterTest, CommitMeasuringLaterChecksLikeCommit) {
+  ASSERT_TRUE(sn_->Prepare("a", "", {}).ok());
+  ASSERT_TRUE(sn_->Prepare("b", "", {}).ok());
+  ASSERT_TRUE(sn_->Commit("c", "a", {}, "").ok());
+  EXPECT_TRUE(absl::IsAlreadyExists(sn_->CommitMeasuringLater("c", "b", {})));
+  EXPECT_TRUE(absl::IsNotFound(sn_->CommitMeasuringLater("d", "missing", {})));
+  EXPECT_TRUE(absl::IsFailedPrecondition(sn_->CommitMeasuringLater("d", "c", {})));
+}
+
 TEST_F(SnapshotterTest, RootOfANewActiveIs0755WhateverTheUmask) {
   const mode_t old = umask(0077);
   absl::StatusOr<std::vector<Mount>> m = sn_->Prepare("a", "", {});

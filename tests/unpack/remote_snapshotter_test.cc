@@ -336,6 +336,12 @@ TEST_F(RemoteSnapshotterTest, PullsEveryLayerAndContainerdCanAdoptThem) {
   ASSERT_EQ(stat(l2.c_str(), &root), 0);
   EXPECT_EQ(root.st_mode & 07777, 0755u);
   EXPECT_THAT(puller_->StagingEntries(), IsEmpty());
+  // Usage is measured at the first request (not at the commit) and counts the whole layer.
+  auto usage = snap_->GetUsage(Chain(ref, 2));
+  ASSERT_TRUE(usage.ok()) << usage.status();
+  EXPECT_EQ(usage->inodes, 3);  // the root, app/, app/run
+  EXPECT_GT(usage->size, 0);
+  EXPECT_EQ(*snap_->GetUsage(Chain(ref, 2)), *usage);
 
   absl::MutexLock lock(&observer_.mu_);
   ASSERT_EQ(observer_.layers.size(), 3u);
