@@ -6,9 +6,12 @@
 # with a command that prints a ready line. Modes alternate within a rep, and their order
 # rotates from rep to rep. See bench/README.md ("Cold start") for the rules.
 #
-#   cold_start.sh --zsnap BIN --out DIR [--reps N] [--images "python minbase"]
-#                 [--codecs "gzip zstd"] [--modes "native zsnap"] [--cache DIR]
+#   cold_start.sh --zsnap BIN --out DIR [--reps N] [--images "python minbase smallfiles"]
+#                 [--codecs "gzip zstd zstd19"] [--modes "native zsnap"] [--cache DIR]
 #                 [--rate RATE] [--img-dir DIR]
+#
+# Defaults: --images python, --codecs "gzip zstd". zstd19 is the same image compressed with
+# zstd -19 (images.sh's oci-*-zstd19 layouts).
 #
 # Writes DIR/runs.jsonl (one JSON object per run, appended as runs finish), DIR/logs/ (every
 # daemon log; zsnap's per-layer "remote layer" lines), DIR/env.txt. `zsnap bench` renders the
@@ -43,7 +46,7 @@ while [[ $# -gt 0 ]]; do
     --cache) cache=$2; shift 2 ;;
     --rate) rate=$2; shift 2 ;;
     --img-dir) img_dir=$2; shift 2 ;;
-    -h | --help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "cold_start.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -70,16 +73,27 @@ now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 
 # --- images -------------------------------------------------------------------------------
-# layout_of IMAGE CODEC, ready_cmd IMAGE (a bash array literal), repo name in the registry.
+# layout_of IMAGE CODEC: images.sh's OCI layout (CODEC gzip, zstd or zstd19).
 layout_of() {
   case $1 in
     python) echo "$cache/oci-$2" ;;
     *) echo "$cache/oci-$1-$2" ;;
   esac
 }
+# smallfiles: stat every file of the tree (its count and total size, the same in every mode:
+# logs/*.run.out) and read every header under include/ (5.7k files, 25 MB), as a build starts.
+# Reading all 443 MB instead took ~18 s on the 2-core machine, more than the pull itself.
+read -r -d '' SMALLFILES_READY <<'EOF' || true
+cd /usr/src/linux-source-6.1
+find . -type f -printf '%s\n' | awk '{ n++; s += $1 } END { print "files", n, "bytes", s }'
+echo "include/ read: $(find include -type f -exec cat {} + | wc -c) bytes"
+echo ready
+EOF
+# ready_cmd_of IMAGE: sets READY_CMD, the container's command; it prints "ready" last.
 ready_cmd_of() {
   case $1 in
     python) READY_CMD=(python3 -c 'import numpy, scipy, pandas; print("ready")') ;;
+    smallfiles) READY_CMD=(sh -ec "$SMALLFILES_READY") ;;
     *) READY_CMD=(sh -c 'echo ready') ;;
   esac
 }

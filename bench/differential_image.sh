@@ -1,25 +1,28 @@
 #!/usr/bin/env bash
-# Differential check on the large benchmark image (too big to build in CI): every layer, gzip
-# and zstd, unpacked by `zsnap unpack` and by containerd's applier (tests/tools/refapply), trees
-# compared with treediff and both diffIDs checked against the image's. Run after
-# bench/images.sh and a build with tests (ctest -R differential builds the Go tools into
-# build/difftools, or run tests/tools/refapply/build.sh).
+# Differential check on a benchmark image (too big to build in CI): every layer, in every codec
+# images.sh wrote (gzip, zstd, zstd19), unpacked by `zsnap unpack` and by containerd's applier
+# (tests/tools/refapply), trees compared with treediff and both diffIDs checked against the
+# image's. Run after bench/images.sh and a build with tests (ctest -R differential builds the
+# Go tools into build/difftools, or run tests/tools/refapply/build.sh).
 #
 #   sudo bench/differential_image.sh
-# Env: ZSNAP_BIN (default build/plugin/zsnap), DIFFTOOLS (default build/difftools),
-#      ZSNAP_BENCH_CACHE (default /var/tmp/zsnap-bench-v2), WORK (default /dev/shm/zsnap-bigdiff).
+#   sudo IMAGE=smallfiles bench/differential_image.sh
+# Env: IMAGE (python, minbase or smallfiles; default python), ZSNAP_BIN (default
+#      build/plugin/zsnap), DIFFTOOLS (default build/difftools), ZSNAP_BENCH_CACHE (default
+#      /var/tmp/zsnap-bench-v2), WORK (default /dev/shm/zsnap-bigdiff).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 zsnap=${ZSNAP_BIN:-$PWD/build/plugin/zsnap}
 tools=${DIFFTOOLS:-$PWD/build/difftools}
 cache=${ZSNAP_BENCH_CACHE:-/var/tmp/zsnap-bench-v2}
 work=${WORK:-/dev/shm/zsnap-bigdiff}
-[[ -f $cache/layers.txt ]] || { echo "no $cache/layers.txt: run bench/images.sh first" >&2; exit 2; }
+layers_txt=$cache/layers-${IMAGE:-python}.txt
+[[ -f $layers_txt ]] || { echo "no $layers_txt: run bench/images.sh first" >&2; exit 2; }
 rm -rf "$work" && mkdir -p "$work"
 trap 'rm -rf "$work"' EXIT
 pass=0 fail=0
-while read -r n diffid _tar gz zst; do
-  for blob in "$gz" "$zst"; do
+while read -r n diffid _tar blobs; do
+  for blob in $blobs; do
     d=$work/layer$n-${blob##*.}
     mkdir -p "$d"
     ref_id=$("$tools/refapply" "$blob" "$d/ref" 2>"$d/ref.err")
@@ -35,6 +38,6 @@ while read -r n diffid _tar gz zst; do
     fi
     rm -rf "$d"
   done
-done <"$cache/layers.txt"
+done <"$layers_txt"
 echo "$pass passed, $fail failed"
 ((fail == 0))

@@ -2,8 +2,13 @@
 # Layer-unpack benchmark: `zsnap unpack` against the tools it must beat, on the same blobs.
 # See bench/README.md for the rules. Needs root (mkfs/mount, drop_caches, tar --same-owner).
 #
-#   sudo bench/images.sh                       # once: builds the image (cached)
-#   sudo bench/unpack_bench.sh [--reps N] [--rootfs-reps N] [--out DIR] [--modes "m1 m2"]
+#   sudo bench/images.sh                       # once: builds the images (cached)
+#   sudo bench/unpack_bench.sh [--image NAME] [--codecs "gzip zstd zstd19"] [--reps N]
+#                              [--rootfs-reps N] [--out DIR] [--modes "m1 m2"]
+#
+# --image: python (default), minbase or smallfiles (images.sh's layers-NAME.txt).
+# --codecs: the blobs to apply, gzip (gzip -6), zstd (zstd -3), zstd19 (zstd -19);
+# default "gzip zstd".
 #
 # Env: ZSNAP_BIN (default build-ref/plugin/zsnap, then build/plugin/zsnap), ZSNAP_BENCH_CACHE (images.sh
 # output, default /var/tmp/zsnap-bench-v2), BENCH_IMG_DIR (where the ext4 image file lives;
@@ -13,9 +18,9 @@
 #   gzip-tar    gzip -dc  | tar -x    all layers into one directory    (gzip blobs)
 #   pigz-tar    pigz -dc  | tar -x    all layers into one directory    (gzip blobs)
 #   igzip-tar   igzip -dc | tar -x    all layers into one directory    (gzip blobs, context)
-#   zstd-tar    zstd -dc  | tar -x    all layers into one directory    (zstd blobs)
-#   refapply    containerd's applier, one directory per layer          (both)
-#   zsnap       zsnap unpack --json, one directory per layer           (both)
+#   zstd-tar    zstd -dc  | tar -x    all layers into one directory    (zstd, zstd19 blobs)
+#   refapply    containerd's applier, one directory per layer          (every codec)
+#   zsnap       zsnap unpack --json, one directory per layer           (every codec)
 # Every run: fresh mkfs.ext4 on the loop image, mount, drop caches, run under
 # /usr/bin/time -v, unmount. Modes are interleaved and their order rotates every rep.
 # Output: $out/results.csv (one row per layer per run), $out/results.md (medians, ratios,
@@ -29,13 +34,17 @@ reps=3
 rootfs_reps=1
 out=$cache/results/$(date +%Y%m%d-%H%M%S)
 modes="gzip-tar pigz-tar igzip-tar zstd-tar refapply zsnap"
+image=python
+codecs="gzip zstd"
 while [[ $# -gt 0 ]]; do
   case $1 in
+    --image) image=$2; shift 2 ;;
+    --codecs) codecs=$2; shift 2 ;;
     --reps) reps=$2; shift 2 ;;
     --rootfs-reps) rootfs_reps=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --modes) modes=$2; shift 2 ;;
-    -h | --help) sed -n '2,25p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,27p' "$0"; exit 0 ;;
     *) echo "unpack_bench.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -43,7 +52,14 @@ done
 log() { printf 'unpack_bench: %s\n' "$*" >&2; }
 [[ $(id -u) -eq 0 ]] || { log "must run as root"; exit 1; }
 [[ -x /usr/bin/time ]] || { log "/usr/bin/time missing (Debian package 'time')"; exit 1; }
-[[ -f $cache/layers.txt ]] || { log "no $cache/layers.txt: run bench/images.sh first"; exit 1; }
+layers_txt=$cache/layers-$image.txt
+[[ -f $layers_txt ]] || { log "no $layers_txt: run bench/images.sh first"; exit 1; }
+for codec in $codecs; do
+  case $codec in
+    gzip | zstd | zstd19) ;;
+    *) log "unknown codec $codec (want gzip, zstd, zstd19)"; exit 2 ;;
+  esac
+done
 
 zsnap=${ZSNAP_BIN:-}
 for c in "$zsnap" "$src/build-ref/plugin/zsnap" "$src/build/plugin/zsnap"; do
@@ -63,15 +79,19 @@ fi
 blobs=/dev/shm/zsnap-bench-blobs.$$
 mkdir -p "$blobs"
 layers=()
-while read -r i diffid tar gz zst; do
-  for f in "$gz" "$zst"; do
-    cp "$f" "$blobs/"
+while read -r i diffid tar gz zst zst19; do
+  for codec in $codecs; do
+    case $codec in
+      gzip) cp "$gz" "$blobs/layer$i.gzip" ;;
+      zstd) cp "$zst" "$blobs/layer$i.zstd" ;;
+      zstd19) cp "$zst19" "$blobs/layer$i.zstd19" ;;
+    esac
   done
   layers+=("$i")
-done <"$cache/layers.txt"
-cp "$cache/layers.txt" "$out/layers.txt"
-in_bytes=$(awk '{print $3}' "$cache/layers.txt" | xargs cat | wc -c)
-log "${#layers[@]} layers, $((in_bytes / 1048576)) MiB of tar; zsnap=${zsnap:-none}"
+done <"$layers_txt"
+cp "$layers_txt" "$out/layers.txt"
+in_bytes=$(awk '{print $3}' "$layers_txt" | xargs cat | wc -c)
+log "image $image: ${#layers[@]} layers, $((in_bytes / 1048576)) MiB of tar; codecs $codecs; zsnap=${zsnap:-none}"
 
 img_size=$(( in_bytes * 5 / 2 + (1 << 30) ))
 img_dir=${BENCH_IMG_DIR:-}
@@ -97,7 +117,7 @@ TAR_X=(tar -x --same-owner --same-permissions --numeric-owner --xattrs --xattrs-
 # layer_cmd MODE CODEC LAYER DEST: the shell command applying one layer.
 layer_cmd() {
   local mode=$1 codec=$2 i=$3 dest=$4 blob
-  blob=$blobs/layer$i.tar.$([[ $codec == gzip ]] && echo gz || echo zst)
+  blob=$blobs/layer$i.$codec
   case $mode in
     gzip-tar) echo "gzip -dc '$blob' | ${TAR_X[*]} -C '$dest'" ;;
     pigz-tar) echo "pigz -dc '$blob' | ${TAR_X[*]} -C '$dest'" ;;
@@ -113,7 +133,7 @@ modes_for() {  # codec -> applicable modes
   for m in $modes; do
     case $m in
       gzip-tar | pigz-tar | igzip-tar) [[ $1 == gzip ]] && r+=("$m") ;;
-      zstd-tar) [[ $1 == zstd ]] && r+=("$m") ;;
+      zstd-tar) [[ $1 == zstd* ]] && r+=("$m") ;;
       *) r+=("$m") ;;
     esac
   done
@@ -160,7 +180,7 @@ loopdev=$(losetup --find --show "$img")
 log "ext4 image: $img ($((img_size >> 20)) MiB) on $loopdev; results in $out"
 
 for ((rep = 1; rep <= reps; rep++)); do
-  for codec in gzip zstd; do
+  for codec in $codecs; do
     read -r -a ms <<<"$(modes_for "$codec")"
     n=${#ms[@]}
     for ((k = 0; k < n; k++)); do
@@ -169,7 +189,7 @@ for ((rep = 1; rep <= reps; rep++)); do
   done
 done
 for ((rep = 1; rep <= rootfs_reps; rep++)); do
-  for codec in gzip zstd; do
+  for codec in $codecs; do
     read -r -a ms <<<"$(modes_for "$codec")"
     for m in "${ms[@]}"; do run_one rootfs "$rep" "$codec" "$m"; done
   done
@@ -179,6 +199,7 @@ done
   echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; kernel $(uname -r);" \
     "ext4 image in $img_dir; $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo "zsnap: $zsnap ($(cd "$src" && git rev-parse --short HEAD 2>/dev/null || echo '?'))"
+  echo "image: $image ($layers_txt); codecs: $codecs"
   echo "load at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$out/env.txt"
 python3 "$here/report.py" "$out" >"$out/results.md"

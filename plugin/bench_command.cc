@@ -109,7 +109,9 @@ absl::StatusOr<BenchOptions> ParseBenchOptions(const std::map<std::string, std::
   }
   if (const std::string* v = get("codecs")) {
     o.codecs = SplitList(*v);
-    if (absl::Status s = CheckList(o.codecs, "codecs", {"gzip", "zstd"}); !s.ok()) return s;
+    if (absl::Status s = CheckList(o.codecs, "codecs", {"gzip", "zstd", "zstd19"}); !s.ok()) {
+      return s;
+    }
   }
   if (const std::string* v = get("modes")) {
     o.modes = SplitList(*v);

@@ -43,8 +43,8 @@ struct BenchOptions {
 
 // From the flag values of `zsnap bench` (name without "--" -> value). Lists are comma- or
 // space-separated. InvalidArgument naming the flag for: reps outside 1..100, an unknown codec
-// (gzip, zstd) or mode (native, zsnap), an empty list, an image name that is not [a-z0-9-]+,
-// a rate that is not <number>[k|m|g]bit.
+// (gzip, zstd, zstd19 = zstd -19) or mode (native, zsnap), an empty list, an image name that is
+// not [a-z0-9-]+, a rate that is not <number>[k|m|g]bit.
 absl::StatusOr<BenchOptions> ParseBenchOptions(const std::map<std::string, std::string>& values);
 
 // The driver's argv (without the interpreter): script path, then its flags.

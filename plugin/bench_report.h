@@ -20,7 +20,7 @@ namespace zsnap::plugin {
 // One cold start: a fresh filesystem and daemons, a CRI pull, a container up to its ready line.
 struct BenchRun {
   std::string image;  // e.g. "python"
-  std::string codec;  // "gzip" | "zstd"
+  std::string codec;  // "gzip" | "zstd" | "zstd19" (any name: the report does not interpret it)
   std::string mode;   // "native" (containerd's overlayfs) | "zsnap"
   int rep = 0;        // 1-based
   bool ok = false;

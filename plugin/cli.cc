@@ -133,13 +133,15 @@ docker-registry on loopback serves the images. Prints progress, then medians, mi
 zsnap/native ratios; writes runs.jsonl, results.{csv,json,md,svg} and every daemon log to DIR.
 
   images   build the benchmark images from Debian packages (debootstrap, apt) into the cache:
-           python (python3 + numpy/scipy/pandas, 4 layers) and minbase, each gzip and zstd;
+           python (python3 + numpy/scipy/pandas, 4 layers), minbase and smallfiles (the
+           Linux source tree, ~72k small files), each gzip, zstd and zstd19 (zstd -19);
            --push also pushes them to a plain-HTTP registry at HOST:PORT
   report   re-render the table, CSV, JSON and chart of a results DIR
 
 Options:
-  --images LIST   benchmark images, comma-separated: python, minbase (default python)
-  --codecs LIST   gzip, zstd (default both)
+  --images LIST   benchmark images, comma-separated: python, minbase, smallfiles
+                  (default python)
+  --codecs LIST   gzip, zstd, zstd19 (default gzip,zstd)
   --modes LIST    native (containerd's overlayfs), zsnap (default both)
   --reps N        1..100 (default 3)
   --out DIR       results dir (default <cache>/cold-start/<UTC time>)

@@ -21,7 +21,7 @@ BUILD_PKGS=(
 )
 RUNTIME_PKGS=(
   containerd runc docker-registry skopeo
-  zstd pigz isal gzip tar e2fsprogs util-linux iproute2 kmod attr
+  zstd pigz isal gzip tar xz-utils e2fsprogs util-linux iproute2 kmod attr
 )
 TEST_PKGS=(
   golang-go golang-github-containerd-containerd-dev

@@ -61,6 +61,24 @@ TEST(ParseBenchOptionsTest, ListsCommaOrSpaceSeparated) {
   EXPECT_EQ(o->img_dir, "/var/tmp");
 }
 
+TEST(ParseBenchOptionsTest, Zstd19CodecAndSmallfilesImage) {
+  absl::StatusOr<BenchOptions> o =
+      ParseBenchOptions({{"images", "smallfiles"}, {"codecs", "gzip,zstd,zstd19"}});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_THAT(o->images, ElementsAre("smallfiles"));
+  EXPECT_THAT(o->codecs, ElementsAre("gzip", "zstd", "zstd19"));
+  o->out = "/r";
+  std::vector<std::string> argv = ColdStartArgv(*o, "s", "z");
+  EXPECT_THAT(std::vector<std::string>(argv.begin() + 7, argv.begin() + 11),
+              ElementsAre("--images", "smallfiles", "--codecs", "gzip zstd zstd19"));
+  // Only the level-19 variant has a name; other levels are not built by images.sh.
+  for (const char* bad : {"zstd3", "zstd-19", "gzip9"}) {
+    absl::StatusOr<BenchOptions> b = ParseBenchOptions({{"codecs", bad}});
+    ASSERT_FALSE(b.ok()) << bad;
+    EXPECT_THAT(b.status().message(), HasSubstr("want gzip, zstd, zstd19")) << bad;
+  }
+}
+
 TEST(ParseBenchOptionsTest, RejectsBadValuesNamingTheFlag) {
   const std::vector<std::pair<std::string, std::string>> bad = {
       {"reps", "0"},    {"reps", "101"},     {"reps", "x"},   {"codecs", "lz4"},
