@@ -18,6 +18,8 @@ namespace {
 
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using testing::CliResult;
+using testing::RunZsnap;
 using testing::TempDir;
 
 void WriteText(const std::string& path, const std::string& text) {
@@ -164,29 +166,15 @@ TEST(WriteBenchReportTest, MissingOrEmptyRunsIsNotFound) {
   EXPECT_FALSE(std::filesystem::exists(tmp.Sub("results.svg")));
 }
 
-struct Result {
-  int code;
-  std::string out, err;
-};
-Result Zsnap(std::vector<std::string> args) {
-  args.insert(args.begin(), "zsnap");
-  std::vector<char*> argv;
-  for (std::string& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  std::ostringstream out, err;
-  const int code = RunCli(static_cast<int>(args.size()), argv.data(), out, err);
-  return {code, out.str(), err.str()};
-}
-
 TEST(BenchCliTest, UsageErrorsExitTwo) {
-  EXPECT_EQ(Zsnap({"bench", "--reps", "0"}).code, kExitUsage);
-  EXPECT_THAT(Zsnap({"bench", "--codecs", "lz4"}).err, HasSubstr("--codecs"));
-  EXPECT_EQ(Zsnap({"bench", "--push", "h:1"}).code, kExitUsage);
-  EXPECT_EQ(Zsnap({"bench", "images", "--reps", "2"}).code, kExitUsage);
-  EXPECT_EQ(Zsnap({"bench", "report"}).code, kExitUsage);
-  EXPECT_EQ(Zsnap({"bench", "frobnicate"}).code, kExitUsage);
-  EXPECT_EQ(Zsnap({"bench", "--bogus"}).code, kExitUsage);
-  Result help = Zsnap({"help", "bench"});
+  EXPECT_EQ(RunZsnap({"bench", "--reps", "0"}).code, kExitUsage);
+  EXPECT_THAT(RunZsnap({"bench", "--codecs", "lz4"}).err, HasSubstr("--codecs"));
+  EXPECT_EQ(RunZsnap({"bench", "--push", "h:1"}).code, kExitUsage);
+  EXPECT_EQ(RunZsnap({"bench", "images", "--reps", "2"}).code, kExitUsage);
+  EXPECT_EQ(RunZsnap({"bench", "report"}).code, kExitUsage);
+  EXPECT_EQ(RunZsnap({"bench", "frobnicate"}).code, kExitUsage);
+  EXPECT_EQ(RunZsnap({"bench", "--bogus"}).code, kExitUsage);
+  CliResult help = RunZsnap({"help", "bench"});
   EXPECT_EQ(help.code, kExitOk);
   EXPECT_THAT(help.out, HasSubstr("zsnap bench images"));
 }
@@ -197,10 +185,10 @@ TEST(BenchCliTest, ReportRendersADirectory) {
       tmp.Sub("runs.jsonl"),
       R"({"image":"minbase","codec":"zstd","mode":"native","rep":1,"ok":true,"pull_s":3,"ready_s":4,"start_s":1})"
       "\n");
-  Result r = Zsnap({"bench", "report", tmp.path()});
+  CliResult r = RunZsnap({"bench", "report", tmp.path()});
   EXPECT_EQ(r.code, kExitOk) << r.err;
   EXPECT_THAT(r.out, HasSubstr("| minbase | zstd | native | 1 |"));
-  EXPECT_EQ(Zsnap({"bench", "report", tmp.Sub("missing")}).code, kExitFailure);
+  EXPECT_EQ(RunZsnap({"bench", "report", tmp.Sub("missing")}).code, kExitFailure);
 }
 
 }  // namespace
