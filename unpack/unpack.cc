@@ -113,7 +113,7 @@ struct Pipeline {
 
   // Hasher thread.
   Sha256 diff_hash;
-  StageTime hash;
+  double diff_hash_s = 0;
 };
 
 void ReadStage(Pipeline& p, ByteSource& source) {
@@ -282,20 +282,15 @@ class DecodeStage {
 void HashStage(Pipeline& p) {
   std::stop_token stop = p.abort.get_token();
   while (true) {
-    std::optional<Buffer> buf;
-    {
-      ScopedTimer wait(p.hash.wait_s);
-      buf = p.out_queue.Pop(stop);
-    }
+    std::optional<Buffer> buf = p.out_queue.Pop(stop);
     if (!buf) {
       if (!stop.stop_requested()) p.tar_queue.Close();  // end of the tar stream
       return;
     }
     {
-      ScopedTimer busy(p.hash.busy_s);
+      ScopedTimer busy(p.diff_hash_s);
       p.diff_hash.Update(buf->bytes());
     }
-    ScopedTimer wait(p.hash.wait_s);
     if (!p.tar_queue.Push(std::move(*buf), stop)) return;
   }
 }
@@ -443,7 +438,7 @@ absl::StatusOr<LayerTiming> RunPipeline(ByteSource& source, const std::string& d
   LayerTiming t;
   t.layer = options.layer_name;
   t.codec = std::string(CodecName(p.codec));
-  double verify_s = p.read_hash_s + p.hash.busy_s;
+  double verify_s = p.read_hash_s + p.diff_hash_s;
   Clock::time_point verify_start = Clock::now();
   t.digest = p.compressed_hash.Finish();
   t.diff_id = p.diff_hash.Finish();
