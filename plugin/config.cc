@@ -68,6 +68,13 @@ class Reader {
     return nullptr;
   }
 
+  const toml::table* AsTable(const toml::node& node, absl::string_view key) {
+    if (const auto* t = node.as_table()) return t;
+    Error(node.source(),
+          absl::StrCat("key '", key, "' must be a table, got ", TypeName(node.type())));
+    return nullptr;
+  }
+
   std::optional<bool> Bool(const toml::node& node, absl::string_view key) {
     if (const auto* b = node.as_boolean()) return b->get();
     Error(node.source(),
@@ -160,12 +167,8 @@ absl::StatusOr<std::string> ReadSmallFile(const std::string& path) {
 
 // [metrics]: address, checked here so a bad one is reported with its line.
 void ParseMetricsTable(Reader& reader, const toml::node& node, MetricsConfig& out) {
-  const toml::table* table = node.as_table();
-  if (table == nullptr) {
-    reader.Error(node.source(),
-                 absl::StrCat("key 'metrics' must be a table, got ", TypeName(node.type())));
-    return;
-  }
+  const toml::table* table = reader.AsTable(node, "metrics");
+  if (table == nullptr) return;
   const auto address = [&](const toml::node& n, const std::string& key) {
     const std::string* s = reader.String(n, key);
     if (s == nullptr) return;
@@ -182,12 +185,8 @@ void ParseMetricsTable(Reader& reader, const toml::node& node, MetricsConfig& ou
 
 // [reports]: keep.
 void ParseReportsTable(Reader& reader, const toml::node& node, ReportsConfig& out) {
-  const toml::table* table = node.as_table();
-  if (table == nullptr) {
-    reader.Error(node.source(),
-                 absl::StrCat("key 'reports' must be a table, got ", TypeName(node.type())));
-    return;
-  }
+  const toml::table* table = reader.AsTable(node, "reports");
+  if (table == nullptr) return;
   const auto keep = [&](const toml::node& n, const std::string& key) {
     if (auto v = reader.Integer(n, key, 0, kMaxReportsKeep)) out.keep = static_cast<int>(*v);
   };
@@ -277,12 +276,8 @@ absl::StatusOr<Config> Config::Parse(absl::string_view text, const std::string& 
            }},
           {"unpack",
            [&](const toml::node& node, const std::string& key) {
-             const toml::table* table = node.as_table();
-             if (table == nullptr) {
-               reader.Error(node.source(), absl::StrCat("key 'unpack' must be a table, got ",
-                                                        TypeName(node.type())));
-               return;
-             }
+             const toml::table* table = reader.AsTable(node, "unpack");
+             if (table == nullptr) return;
              UnpackConfig& u = config.unpack;
              reader.Table(
                  *table, "unpack.",
@@ -299,12 +294,8 @@ absl::StatusOr<Config> Config::Parse(absl::string_view text, const std::string& 
            }},
           {"remote",
            [&](const toml::node& node, const std::string& key) {
-             const toml::table* table = node.as_table();
-             if (table == nullptr) {
-               reader.Error(node.source(), absl::StrCat("key 'remote' must be a table, got ",
-                                                        TypeName(node.type())));
-               return;
-             }
+             const toml::table* table = reader.AsTable(node, "remote");
+             if (table == nullptr) return;
              RemoteConfig& r = config.remote;
              reader.Table(
                  *table, "remote.",
