@@ -6,6 +6,12 @@
 //   json: {"time":"...","level":"info","msg":"prepare","key":"k","parent":"","code":"OK"}
 // Plain spdlog calls from other modules still work: in JSON mode their text becomes "msg".
 //
+// Messages carry attacker-chosen bytes (tar names, registry error messages, image refs), so
+// the sink neutralises them whoever logged them: in text mode every control character
+// (C0 incl. \n \r ESC, DEL, C1) and every byte that is not valid UTF-8 is written as an
+// escape (\n, \r, \t, \xNN) and one call is always one line; in JSON mode nlohmann escapes
+// controls and replaces invalid UTF-8 with U+FFFD, so a line is always one valid object.
+//
 // Thread safety: SetupLogging() is called once at startup before other threads log;
 // LogEvent and spdlog calls are then safe from any thread (the logger is synchronous and
 // its sink is mutex-protected; the JSON formatter runs on the logging thread).

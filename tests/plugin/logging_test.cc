@@ -85,6 +85,50 @@ TEST(LoggingTest, JsonSurvivesInvalidUtf8) {
   EXPECT_NO_THROW(nlohmann::json::parse(line));
 }
 
+// Captures what one plain spdlog call writes under `options`.
+std::string CapturePlain(const LogOptions& options, std::string_view message) {
+  SetupLogging(options);
+  ::testing::internal::CaptureStderr();
+  spdlog::error("pull failed: {}", message);
+  spdlog::default_logger_raw()->flush();
+  std::string out = ::testing::internal::GetCapturedStderr();
+  SetupLogging({});
+  return out;
+}
+
+// An image (tar name, registry message, reference) must not forge a log line or send
+// terminal escapes: one call is one line, controls and invalid UTF-8 arrive escaped.
+TEST(LoggingTest, TextEscapesControlCharactersFromAnySource) {
+  const std::string hostile =
+      "x\nlevel=error forged\r\x1b[31mred\x1b[0m\x01\x7f\xc2\x9b\xff caf\xc3\xa9";
+  const std::string line =
+      CapturePlain({.level = spdlog::level::info, .format = LogFormat::kText}, hostile);
+  ASSERT_FALSE(line.empty());
+  EXPECT_EQ(line.find('\n'), line.size() - 1) << line;
+  EXPECT_EQ(line.find('\r'), std::string::npos);
+  EXPECT_EQ(line.find('\x1b'), std::string::npos);
+  EXPECT_THAT(line, HasSubstr("pull failed: x\\nlevel=error forged\\r\\x1b[31mred\\x1b[0m"
+                              "\\x01\\x7f\\xc2\\x9b\\xff caf\xc3\xa9\n"));
+}
+
+TEST(LoggingTest, TextEventValuesStayOneLine) {
+  const std::string line =
+      Capture({.level = spdlog::level::info, .format = LogFormat::kText}, spdlog::level::info,
+              "prepare\nlevel=error forged", {{"key", "a\nb"}});
+  EXPECT_EQ(line.find('\n'), line.size() - 1) << line;
+  EXPECT_THAT(line, HasSubstr("prepare\\nlevel=error forged key=\"a\\nb\"\n"));
+}
+
+TEST(LoggingTest, JsonStaysOneValidObjectForHostileBytes) {
+  const std::string hostile = "x\nlevel=error forged\r\x1b[31m\xff";
+  const std::string line =
+      CapturePlain({.level = spdlog::level::info, .format = LogFormat::kJson}, hostile);
+  EXPECT_EQ(line.find('\n'), line.size() - 1) << line;
+  EXPECT_EQ(line.find('\x1b'), std::string::npos);
+  const nlohmann::json j = nlohmann::json::parse(line);
+  EXPECT_EQ(j["msg"], "pull failed: x\nlevel=error forged\r\x1b[31m\xef\xbf\xbd");
+}
+
 TEST(LoggingTest, LevelFilters) {
   EXPECT_EQ(Capture({.level = spdlog::level::info, .format = LogFormat::kText},
                     spdlog::level::debug, "stat", {{"key", "k"}}),
