@@ -206,10 +206,13 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(std::string_
   if (parsed->kind == MetricsAddress::Kind::kUnix) {
     if (absl::Status s = PrepareSocketPath(parsed->path); !s.ok()) return s;
     impl->unix_socket.emplace(*impl->io);
-    const asio::local::stream_protocol::endpoint endpoint(parsed->path);
-    if (absl::Status s = Listen(*impl->unix_socket, endpoint, parsed->path, false); !s.ok()) {
-      return s;
-    }
+    // 0660 whatever the umask, bound race-free beside the final path (server.h).
+    absl::Status bound =
+        BindUnixSocket(parsed->path, kDefaultSocketMode, [&](const std::string& tmp) {
+          const asio::local::stream_protocol::endpoint endpoint(tmp);
+          return Listen(*impl->unix_socket, endpoint, parsed->path, false);
+        });
+    if (!bound.ok()) return bound;
     impl->socket_path = parsed->path;
     impl->address = absl::StrCat(A(kUnixScheme), parsed->path);
     asio::co_spawn(*impl->io,

@@ -89,21 +89,67 @@ absl::Status PrepareSocketPath(const std::string& address) {
   return absl::OkStatus();
 }
 
+absl::Status BindUnixSocket(const std::string& address, mode_t mode,
+                            absl::FunctionRef<absl::Status(const std::string& tmp)> bind_at) {
+  const size_t slash = address.rfind('/');
+  if (slash == std::string::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("socket address \"", address, "\" has no directory"));
+  }
+  // <dir>/.zsnap-XXXXXX/s must fit where <dir>/<name> does (sun_path holds 107 bytes).
+  std::string tmp_dir = absl::StrCat(address.substr(0, slash + 1), ".zsnap-XXXXXX");
+  const std::string probe = absl::StrCat(tmp_dir, "/s");
+  if (probe.size() >= sizeof(sockaddr_un{}.sun_path)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "socket address \"", address, "\" leaves no room for the temporary bind path ", probe,
+        " in the ", sizeof(sockaddr_un{}.sun_path) - 1, " bytes a unix socket allows"));
+  }
+  // mkdtemp creates the directory 0700 whatever the umask.
+  if (mkdtemp(tmp_dir.data()) == nullptr) return overlay::ErrnoStatus("mkdtemp", tmp_dir, errno);
+  const std::string tmp = absl::StrCat(tmp_dir, "/s");
+  absl::Status status = bind_at(tmp);
+  if (status.ok() && chmod(tmp.c_str(), mode) != 0) {
+    status = overlay::ErrnoStatus("chmod", tmp, errno);
+  }
+  if (status.ok() && rename(tmp.c_str(), address.c_str()) != 0) {
+    status = overlay::ErrnoStatus(absl::StrCat("rename ", tmp, " to"), address, errno);
+  }
+  if (!status.ok() && unlink(tmp.c_str()) != 0 && errno != ENOENT) {
+    spdlog::warn("cannot remove temporary socket {}: {}", tmp, std::strerror(errno));
+  }
+  if (rmdir(tmp_dir.c_str()) != 0 && status.ok()) {
+    status = overlay::ErrnoStatus("rmdir", tmp_dir, errno);
+  }
+  return status;
+}
+
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(
     const std::string& address, grpc::Service& service,
     std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
-        interceptors) {
+        interceptors,
+    mode_t socket_mode) {
   if (absl::Status s = PrepareSocketPath(address); !s.ok()) return s;
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(absl::StrCat("unix:", address), grpc::InsecureServerCredentials());
-  builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
-  builder.SetMaxSendMessageSize(kMaxMessageBytes);
-  builder.RegisterService(&service);
-  if (!interceptors.empty()) builder.experimental().SetInterceptorCreators(std::move(interceptors));
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (server == nullptr) {
-    // gRPC has already logged the bind error itself.
-    return absl::UnavailableError(absl::StrCat("cannot listen on unix socket ", address));
+  std::unique_ptr<grpc::Server> server;
+  // The builder is filled in by the bind callback, which knows the temporary path.
+  absl::Status bound = BindUnixSocket(address, socket_mode, [&](const std::string& tmp) {
+    builder.AddListeningPort(absl::StrCat("unix:", tmp), grpc::InsecureServerCredentials());
+    builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
+    builder.SetMaxSendMessageSize(kMaxMessageBytes);
+    builder.RegisterService(&service);
+    if (!interceptors.empty()) {
+      builder.experimental().SetInterceptorCreators(std::move(interceptors));
+    }
+    server = builder.BuildAndStart();
+    if (server == nullptr) {
+      // gRPC has already logged the bind error itself.
+      return absl::UnavailableError(absl::StrCat("cannot listen on unix socket ", address));
+    }
+    return absl::OkStatus();
+  });
+  if (!bound.ok()) {
+    if (server != nullptr) server->Shutdown(std::chrono::system_clock::now());
+    return bound;
   }
   return std::unique_ptr<Server>(new Server(address, std::move(server)));
 }

@@ -9,9 +9,12 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <filesystem>
 #include <fstream>
+#include <iterator>
 
 #include "containerd/services/snapshots/v1/snapshots.grpc.pb.h"
+#include "plugin/metrics_server.h"
 #include "tests/plugin/test_util.h"
 
 namespace zsnap::plugin {
@@ -28,6 +31,20 @@ void MakeStaleSocket(const std::string& path) {
   std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
   ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0) << strerror(errno);
   close(fd);
+}
+
+// A connected unix socket to `path`, or -1.
+int ConnectUnix(const std::string& path) {
+  const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
 }
 
 bool IsSocket(const std::string& path) {
@@ -112,6 +129,85 @@ TEST(ServerTest, ServesRemovesSocketOnShutdownAndRefusesASecondServer) {
   (*server)->Shutdown(absl::Seconds(1));  // idempotent
   (*server)->Wait();
   EXPECT_FALSE(IsSocket(socket));
+}
+
+mode_t ModeOf(const std::string& path) {
+  struct stat st;
+  if (lstat(path.c_str(), &st) != 0) return 0;
+  return st.st_mode & 07777;
+}
+
+// Restores the umask when a test ends, however it ends.
+class ScopedUmask {
+ public:
+  explicit ScopedUmask(mode_t mask) : old_(umask(mask)) {}
+  ~ScopedUmask() { umask(old_); }
+
+ private:
+  const mode_t old_;
+};
+
+// Under umask 0 a socket bound the plain way is 0777: any local user could drive the
+// snapshotter. The daemon's sockets are 0660 whatever the umask.
+TEST(ServerTest, SocketIs0660UnderUmaskZero) {
+  testing::TempDir dir;
+  const std::string socket = dir.Sub("zsnap.sock");
+  EmptyService service;
+  ScopedUmask mask(0);
+  absl::StatusOr<std::unique_ptr<Server>> server = Server::Start(socket, service);
+  ASSERT_TRUE(server.ok()) << server.status();
+  EXPECT_TRUE(IsSocket(socket));
+  EXPECT_EQ(ModeOf(socket), 0660u);
+  // Only the socket is left beside it: the temporary bind directory is gone.
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir.path()),
+                          std::filesystem::directory_iterator()),
+            1);
+  // Still reachable under its final name.
+  auto stub = ::containerd::services::snapshots::v1::Snapshots::NewStub(
+      grpc::CreateChannel("unix:" + socket, grpc::InsecureChannelCredentials()));
+  ::containerd::services::snapshots::v1::CleanupRequest req;
+  google::protobuf::Empty resp;
+  grpc::ClientContext ctx;
+  EXPECT_EQ(stub->Cleanup(&ctx, req, &resp).error_code(), grpc::StatusCode::UNIMPLEMENTED);
+}
+
+TEST(ServerTest, SocketModeIsConfigurable) {
+  testing::TempDir dir;
+  const std::string socket = dir.Sub("zsnap.sock");
+  EmptyService service;
+  ScopedUmask mask(0077);
+  absl::StatusOr<std::unique_ptr<Server>> server = Server::Start(socket, service, {}, 0600);
+  ASSERT_TRUE(server.ok()) << server.status();
+  EXPECT_EQ(ModeOf(socket), 0600u);
+}
+
+TEST(MetricsServerSocketTest, UnixSocketIs0660UnderUmaskZero) {
+  testing::TempDir dir;
+  const std::string socket = dir.Sub("metrics.sock");
+  ScopedUmask mask(0);
+  absl::StatusOr<std::unique_ptr<MetricsServer>> server =
+      MetricsServer::Start("unix://" + socket, [] { return std::string("m 1\n"); });
+  ASSERT_TRUE(server.ok()) << server.status();
+  EXPECT_TRUE(IsSocket(socket));
+  EXPECT_EQ(ModeOf(socket), 0660u);
+  const int fd = ConnectUnix(socket);
+  EXPECT_GE(fd, 0) << "the renamed socket still accepts";
+  if (fd >= 0) close(fd);
+}
+
+TEST(BindUnixSocketTest, TooLongForTheTemporaryPathIsInvalid) {
+  const std::string address = "/" + std::string(100, 'a') + "/s.sock";
+  EXPECT_EQ(
+      BindUnixSocket(address, 0660, [](const std::string&) { return absl::OkStatus(); }).code(),
+      absl::StatusCode::kInvalidArgument);
+}
+
+TEST(BindUnixSocketTest, BindErrorLeavesNothingBehind) {
+  testing::TempDir dir;
+  const absl::Status s = BindUnixSocket(
+      dir.Sub("x.sock"), 0660, [](const std::string&) { return absl::UnavailableError("no"); });
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable);
+  EXPECT_TRUE(std::filesystem::is_empty(dir.path()));
 }
 
 }  // namespace
