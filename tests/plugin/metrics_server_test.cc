@@ -25,16 +25,7 @@ using ::testing::StartsWith;
 // A connected socket to `address` as MetricsServer::address() spells it, or -1.
 int Connect(const std::string& address) {
   if (address.starts_with("unix://")) {
-    const std::string path = address.substr(7);
-    const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
-    if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-      close(fd);
-      return -1;
-    }
-    return fd;
+    return testing::ConnectUnix(address.substr(7));
   }
   const size_t colon = address.rfind(':');
   uint32_t port = 0;

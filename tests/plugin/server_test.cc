@@ -33,18 +33,14 @@ void MakeStaleSocket(const std::string& path) {
   close(fd);
 }
 
-// A connected unix socket to `path`, or -1.
-int ConnectUnix(const std::string& path) {
-  const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -1;
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    close(fd);
-    return -1;
-  }
-  return fd;
+// The code a Snapshots.Cleanup call over the unix socket `socket` gets back.
+grpc::StatusCode CleanupCode(const std::string& socket) {
+  auto stub = ::containerd::services::snapshots::v1::Snapshots::NewStub(
+      grpc::CreateChannel("unix:" + socket, grpc::InsecureChannelCredentials()));
+  ::containerd::services::snapshots::v1::CleanupRequest req;
+  google::protobuf::Empty resp;
+  grpc::ClientContext ctx;
+  return stub->Cleanup(&ctx, req, &resp).error_code();
 }
 
 bool IsSocket(const std::string& path) {
@@ -118,12 +114,7 @@ TEST(ServerTest, ServesRemovesSocketOnShutdownAndRefusesASecondServer) {
   ASSERT_FALSE(second.ok());
   EXPECT_THAT(second.status().message(), HasSubstr("another server is listening"));
 
-  auto stub = ::containerd::services::snapshots::v1::Snapshots::NewStub(
-      grpc::CreateChannel("unix:" + socket, grpc::InsecureChannelCredentials()));
-  ::containerd::services::snapshots::v1::CleanupRequest req;
-  google::protobuf::Empty resp;
-  grpc::ClientContext ctx;
-  EXPECT_EQ(stub->Cleanup(&ctx, req, &resp).error_code(), grpc::StatusCode::UNIMPLEMENTED);
+  EXPECT_EQ(CleanupCode(socket), grpc::StatusCode::UNIMPLEMENTED);
 
   (*server)->Shutdown(absl::Seconds(1));
   (*server)->Shutdown(absl::Seconds(1));  // idempotent
@@ -163,12 +154,7 @@ TEST(ServerTest, SocketIs0660UnderUmaskZero) {
                           std::filesystem::directory_iterator()),
             1);
   // Still reachable under its final name.
-  auto stub = ::containerd::services::snapshots::v1::Snapshots::NewStub(
-      grpc::CreateChannel("unix:" + socket, grpc::InsecureChannelCredentials()));
-  ::containerd::services::snapshots::v1::CleanupRequest req;
-  google::protobuf::Empty resp;
-  grpc::ClientContext ctx;
-  EXPECT_EQ(stub->Cleanup(&ctx, req, &resp).error_code(), grpc::StatusCode::UNIMPLEMENTED);
+  EXPECT_EQ(CleanupCode(socket), grpc::StatusCode::UNIMPLEMENTED);
 }
 
 TEST(ServerTest, SocketModeIsConfigurable) {
@@ -190,7 +176,7 @@ TEST(MetricsServerSocketTest, UnixSocketIs0660UnderUmaskZero) {
   ASSERT_TRUE(server.ok()) << server.status();
   EXPECT_TRUE(IsSocket(socket));
   EXPECT_EQ(ModeOf(socket), 0660u);
-  const int fd = ConnectUnix(socket);
+  const int fd = testing::ConnectUnix(socket);
   EXPECT_GE(fd, 0) << "the renamed socket still accepts";
   if (fd >= 0) close(fd);
 }

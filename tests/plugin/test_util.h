@@ -2,7 +2,12 @@
 // in process.
 #pragma once
 
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <sstream>
 #include <string>
@@ -51,6 +56,20 @@ inline CliResult RunZsnap(std::vector<std::string> args) {
   std::ostringstream out, err;
   const int code = RunCli(static_cast<int>(args.size()), argv.data(), out, err);
   return {code, out.str(), err.str()};
+}
+
+// A connected unix socket to `path`, or -1.
+inline int ConnectUnix(const std::string& path) {
+  const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
 }
 
 }  // namespace zsnap::plugin::testing
