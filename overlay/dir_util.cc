@@ -6,12 +6,11 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <utility>
 #include <vector>
 
-#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "overlay/status_util.h"
+#include "overlay/tree_walk.h"
 
 namespace zsnap::overlay {
 namespace {
@@ -63,75 +62,6 @@ class DirHandle {
   int errno_ = 0;
 };
 
-absl::Status RemoveEntry(int parent_fd, const std::string& name, const std::string& path) {
-  if (unlinkat(parent_fd, name.c_str(), 0) == 0 || errno == ENOENT) return absl::OkStatus();
-  if (errno != EISDIR) return ErrnoStatus("unlink", path, errno);
-
-  {
-    DirHandle dir(parent_fd, name.c_str());
-    if (!dir.ok()) {
-      if (dir.error() == ENOENT) return absl::OkStatus();
-      return ErrnoStatus("open", path, dir.error());
-    }
-    absl::StatusOr<std::vector<std::string>> names = dir.Names(path);
-    if (!names.ok()) return names.status();
-    for (const std::string& child : *names) {
-      if (absl::Status s = RemoveEntry(dir.fd(), child, absl::StrCat(path, "/", child)); !s.ok()) {
-        return s;
-      }
-    }
-  }
-  if (unlinkat(parent_fd, name.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT) {
-    return ErrnoStatus("rmdir", path, errno);
-  }
-  return absl::OkStatus();
-}
-
-struct InodeKey {
-  dev_t dev;
-  ino_t ino;
-  friend bool operator==(const InodeKey&, const InodeKey&) = default;
-  template <typename H>
-  friend H AbslHashValue(H h, const InodeKey& k) {
-    return H::combine(std::move(h), k.dev, k.ino);
-  }
-};
-
-struct UsageWalk {
-  absl::flat_hash_set<InodeKey> seen;
-  int64_t size = 0;
-
-  void Count(const struct stat& st) {
-    if (seen.insert(InodeKey{st.st_dev, st.st_ino}).second) {
-      size += static_cast<int64_t>(st.st_blocks) * 512;
-    }
-  }
-
-  // Counts the children of the directory `name` (already counted itself) under `parent_fd`.
-  absl::Status WalkDir(int parent_fd, const char* name, const std::string& path) {
-    DirHandle dir(parent_fd, name);
-    if (!dir.ok()) {
-      if (dir.error() == ENOENT) return absl::OkStatus();
-      return ErrnoStatus("open", path, dir.error());
-    }
-    absl::StatusOr<std::vector<std::string>> names = dir.Names(path);
-    if (!names.ok()) return names.status();
-    for (const std::string& child : *names) {
-      struct stat st;
-      const std::string child_path = absl::StrCat(path, "/", child);
-      if (fstatat(dir.fd(), child.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
-        if (errno == ENOENT) continue;
-        return ErrnoStatus("lstat", child_path, errno);
-      }
-      Count(st);
-      if (S_ISDIR(st.st_mode)) {
-        if (absl::Status s = WalkDir(dir.fd(), child.c_str(), child_path); !s.ok()) return s;
-      }
-    }
-    return absl::OkStatus();
-  }
-};
-
 }  // namespace
 
 absl::StatusOr<std::string> MakeTempDir(absl::string_view parent, absl::string_view prefix) {
@@ -153,7 +83,7 @@ absl::StatusOr<std::vector<std::string>> ListDir(const std::string& path) {
   return dir.Names(path);
 }
 
-absl::Status RemoveTree(const std::string& path) { return RemoveEntry(AT_FDCWD, path, path); }
+absl::Status RemoveTree(const std::string& path) { return RemoveTreeAt(AT_FDCWD, path.c_str()); }
 
 absl::Status FsyncDir(const std::string& path) {
   const int fd = open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -166,14 +96,7 @@ absl::Status FsyncDir(const std::string& path) {
 }
 
 absl::StatusOr<Usage> DiskUsage(const std::string& path) {
-  UsageWalk walk;
-  struct stat st;
-  if (lstat(path.c_str(), &st) != 0) return ErrnoStatus("lstat", path, errno);
-  walk.Count(st);
-  if (S_ISDIR(st.st_mode)) {
-    if (absl::Status s = walk.WalkDir(AT_FDCWD, path.c_str(), path); !s.ok()) return s;
-  }
-  return Usage{.size = walk.size, .inodes = static_cast<int64_t>(walk.seen.size())};
+  return DiskUsageAt(AT_FDCWD, path.c_str());
 }
 
 }  // namespace zsnap::overlay

@@ -2,9 +2,10 @@
 // directories, recursive removal, fsync of a directory, and disk usage as containerd's
 // fs.DiskUsage counts it (continuity fs/du_unix.go).
 //
-// All walks go through file descriptors (openat/unlinkat with O_NOFOLLOW), so they never
-// follow a symbolic link out of the tree and are not limited by PATH_MAX; they hold one open
-// descriptor per directory level.
+// The tree walks (RemoveTree, DiskUsage) are overlay/tree_walk.h's: through file descriptors
+// (openat/unlinkat with O_NOFOLLOW), so they never follow a symbolic link out of the tree and
+// are not limited by PATH_MAX; iterative, with a bounded number of open descriptors and no
+// recursion, so a container's 40,000-deep directory costs neither stack nor EMFILE.
 //
 // Stateless; safe from any thread, but two calls racing on the same tree see each other's
 // effects (removal treats entries that vanish underneath it as removed).

@@ -1,8 +1,15 @@
 #include "overlay/dir_util.h"
 
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstring>
+#include <filesystem>
+#include <functional>
 #include <string>
 
 #include "gtest/gtest.h"
@@ -92,6 +99,155 @@ TEST(DiskUsage, CountsBlocksAndInodesOncePerInode) {
   EXPECT_EQ(u->size, expected);
   EXPECT_GE(u->size, 64 * 1024);
   EXPECT_EQ(DiskUsage(dir.Sub("nope")).status().code(), absl::StatusCode::kNotFound);
+}
+
+// What a walk run by RunConfined reports back through a pipe.
+struct WalkResult {
+  bool ok = false;
+  Usage usage;
+  char message[480] = {};
+};
+
+WalkResult FromStatus(const absl::Status& s, Usage usage = {}) {
+  WalkResult r{.ok = s.ok(), .usage = usage};
+  std::snprintf(r.message, sizeof(r.message), "%s", s.ToString().c_str());
+  return r;
+}
+
+void* RunWalk(void* arg) {
+  auto* job = static_cast<std::pair<std::function<WalkResult()>*, WalkResult*>*>(arg);
+  *job->second = (*job->first)();
+  return nullptr;
+}
+
+// Runs `walk` in a forked child, on a thread with a 256 KiB stack and with RLIMIT_NOFILE
+// leaving only 16 descriptors free: a walk that recurses per level overflows that stack, one
+// that holds a descriptor per level runs out (EMFILE). A crash is reported, not inherited.
+WalkResult RunConfined(std::function<WalkResult()> walk) {
+  int fds[2];
+  if (pipe(fds) != 0) return FromStatus(absl::InternalError("pipe"));
+  const pid_t pid = fork();
+  if (pid == 0) {
+    close(fds[0]);
+    int highest = 0;
+    for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+      highest = std::max(highest, std::stoi(e.path().filename().string()));
+    }
+    const rlim_t limit = static_cast<rlim_t>(highest) + 1 + 16;
+    const struct rlimit rl = {limit, limit};
+    WalkResult result = FromStatus(absl::InternalError("setrlimit or thread failed"));
+    pthread_attr_t attr;
+    pthread_t thread;
+    std::pair<std::function<WalkResult()>*, WalkResult*> job{&walk, &result};
+    if (setrlimit(RLIMIT_NOFILE, &rl) == 0 && pthread_attr_init(&attr) == 0 &&
+        pthread_attr_setstacksize(&attr, 256 * 1024) == 0 &&
+        pthread_create(&thread, &attr, RunWalk, &job) == 0) {
+      pthread_join(thread, nullptr);
+    }
+    (void)!write(fds[1], &result, sizeof(result));
+    _exit(0);
+  }
+  close(fds[1]);
+  WalkResult result;
+  const ssize_t n = read(fds[0], &result, sizeof(result));
+  close(fds[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  if (n != static_cast<ssize_t>(sizeof(result))) {
+    return FromStatus(absl::InternalError(
+        WIFSIGNALED(status) ? "walk crashed with signal " + std::to_string(WTERMSIG(status))
+                            : "walk exited without a result"));
+  }
+  return result;
+}
+
+// A hostile rw layer: `depth` nested directories (deeper than PATH_MAX, built with one held
+// descriptor, so iteratively) with a 64 KiB file at the bottom, `files` empty files in one
+// directory, and hard links to both. Returns the usage containerd would report.
+Usage MakeHostileTree(const std::string& root, int depth, int files) {
+  Usage expected;
+  auto count = [&](int fd) {
+    struct stat st;
+    EXPECT_EQ(fstat(fd, &st), 0);
+    expected.size += static_cast<int64_t>(st.st_blocks) * 512;
+    ++expected.inodes;
+  };
+  EXPECT_EQ(mkdir(root.c_str(), 0755), 0);
+  // A directory is counted once its entries are made: its own blocks grow with them.
+  const int top = open(root.c_str(), O_RDONLY | O_DIRECTORY);
+  EXPECT_EQ(mkdirat(top, "many", 0755), 0);
+  const int many = openat(top, "many", O_RDONLY | O_DIRECTORY);
+  for (int i = 0; i < files; ++i) {
+    const int f = openat(many, ("f" + std::to_string(i)).c_str(), O_CREAT | O_WRONLY, 0644);
+    count(f);
+    close(f);
+  }
+  EXPECT_EQ(linkat(many, "f0", many, "link-f0", 0), 0);
+  count(many);
+  EXPECT_EQ(mkdirat(top, "deep", 0755), 0);
+  int fd = openat(top, "deep", O_RDONLY | O_DIRECTORY);
+  for (int i = 0; i < depth; ++i) {
+    EXPECT_EQ(mkdirat(fd, "d", 0755), 0);
+    const int next = openat(fd, "d", O_RDONLY | O_DIRECTORY);
+    count(fd);
+    close(fd);
+    fd = next;
+  }
+  const int bottom = openat(fd, "bottom", O_CREAT | O_WRONLY, 0644);
+  const std::string data(64 * 1024, 'x');
+  EXPECT_EQ(write(bottom, data.data(), data.size()), static_cast<ssize_t>(data.size()));
+  EXPECT_EQ(fsync(bottom), 0);  // allocate the blocks now, so st_blocks is final
+  count(bottom);
+  close(bottom);
+  EXPECT_EQ(linkat(fd, "bottom", top, "link-bottom", 0), 0);  // counted once, at any depth
+  count(fd);
+  count(top);
+  close(fd);
+  close(many);
+  close(top);
+  return expected;
+}
+
+// Issue 11: a container's 40,000-deep directory crashed zsnap's recursive DiskUsage (stack)
+// and made RemoveTree fail with EMFILE, leaking the tree.
+TEST(TreeWalk, DeepWideTreeNeedsNeitherStackNorDescriptors) {
+  TempDir dir;
+  const std::string root = dir.Sub("fs");
+  const Usage expected = MakeHostileTree(root, 40000, 100000);
+  ASSERT_EQ(expected.inodes, 1 + 1 + 100000 + 1 + 40000 + 1);
+
+  const WalkResult usage = RunConfined([&] {
+    absl::StatusOr<Usage> u = DiskUsage(root);
+    return FromStatus(u.status(), u.value_or(Usage{}));
+  });
+  ASSERT_TRUE(usage.ok) << usage.message;
+  EXPECT_EQ(usage.usage, expected) << "size " << usage.usage.size << " vs " << expected.size
+                                   << ", inodes " << usage.usage.inodes << " vs "
+                                   << expected.inodes;
+
+  const WalkResult removed = RunConfined([&] { return FromStatus(RemoveTree(root)); });
+  ASSERT_TRUE(removed.ok) << removed.message;
+  EXPECT_FALSE(Exists(root));
+}
+
+// A chain a few times deeper than the descriptor budget with entries on every level: the
+// walk closes and reopens directories through ".." and resumes each where it stopped.
+TEST(TreeWalk, ResumesReopenedDirectories) {
+  TempDir dir;
+  const std::string root = dir.Sub("fs");
+  ASSERT_EQ(mkdir(root.c_str(), 0755), 0);
+  std::string path = root;
+  for (int level = 0; level < 40; ++level) {
+    for (int i = 0; i < 50; ++i) WriteFile(path + "/f" + std::to_string(i), "x");
+    path += "/d";
+    ASSERT_EQ(mkdir(path.c_str(), 0755), 0);
+    ASSERT_EQ(mkdir((path + "-sibling").c_str(), 0755), 0);
+  }
+  absl::StatusOr<Usage> u = DiskUsage(root);
+  ASSERT_TRUE(u.ok()) << u.status();
+  EXPECT_EQ(u->inodes, 1 + 40 * 52);
+  ASSERT_TRUE(RemoveTree(root).ok());
+  EXPECT_FALSE(Exists(root));
 }
 
 TEST(FsyncDir, WorksOnDirectoriesAndReportsMissing) {
