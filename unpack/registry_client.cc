@@ -13,6 +13,7 @@
 #include "nlohmann/json.hpp"
 #include "unpack/digest.h"
 #include "unpack/registry_blob_source.h"
+#include "unpack/registry_json.h"
 
 namespace zsnap::unpack {
 namespace {
@@ -23,7 +24,6 @@ constexpr char kOciManifest[] = "application/vnd.oci.image.manifest.v1+json";
 constexpr char kOciIndex[] = "application/vnd.oci.image.index.v1+json";
 constexpr char kDockerManifest[] = "application/vnd.docker.distribution.manifest.v2+json";
 constexpr char kDockerList[] = "application/vnd.docker.distribution.manifest.list.v2+json";
-constexpr size_t kMaxErrorBody = 4096;
 
 // distribution/reference grammar pieces.
 const std::regex& PathComponent() {
@@ -48,49 +48,22 @@ absl::Status BadReference(std::string_view text, std::string_view why) {
       absl::StrCat("invalid image reference \"", ToAbsl(text), "\": ", ToAbsl(why)));
 }
 
-absl::StatusOr<Descriptor> ParseDescriptor(const nlohmann::json& j, std::string_view where) {
-  auto bad = [&](std::string_view why) {
-    return absl::InvalidArgumentError(absl::StrCat(ToAbsl(where), ": ", ToAbsl(why)));
-  };
-  if (!j.is_object()) return bad("descriptor is not an object");
-  Descriptor d;
-  d.media_type = j.value("mediaType", "");
-  d.digest = j.value("digest", "");
-  if (!IsDigest(d.digest)) return bad(absl::StrCat("unsupported digest \"", d.digest, "\""));
-  auto size = j.find("size");
-  if (size == j.end() || !size->is_number_unsigned()) return bad("size missing or negative");
-  d.size = size->get<uint64_t>();
-  if (auto urls = j.find("urls"); urls != j.end() && urls->is_array()) {
-    for (const auto& u : *urls) {
-      if (u.is_string()) d.urls.push_back(u.get<std::string>());
-    }
-  }
-  if (auto ann = j.find("annotations"); ann != j.end() && ann->is_object()) {
-    for (const auto& [k, v] : ann->items()) {
-      if (v.is_string()) d.annotations[k] = v.get<std::string>();
-    }
-  }
-  return d;
-}
-
-bool VariantMatches(const Platform& want, const nlohmann::json& p) {
+bool VariantMatches(const Platform& want, const Platform& have_platform) {
   if (want.variant.empty()) return true;
-  std::string have = p.value("variant", "");
+  std::string have = have_platform.variant;
   // arm64's only variant is v8; images often leave it out.
   if (want.architecture == "arm64" && have.empty()) have = "v8";
   return have == want.variant;
 }
 
-// The error body of a registry ("errors":[{"code","message"}]) in one short line.
+// The error body of a registry reply in one short escaped line (" - server message: …"),
+// read at most kMaxErrorBodyBytes; containerd remotes/docker/fetcher.go open() appends it the
+// same way.
 std::string ErrorDetail(HttpResponse& response) {
-  absl::StatusOr<std::string> body = response.ReadAll(kMaxErrorBody);
+  absl::StatusOr<std::string> body = response.ReadAll(kMaxErrorBodyBytes);
   if (!body.ok()) return "";
-  nlohmann::json j = nlohmann::json::parse(*body, nullptr, false);
-  if (j.is_object() && j.contains("errors") && j["errors"].is_array() && !j["errors"].empty()) {
-    const auto& e = j["errors"][0];
-    if (e.is_object()) return absl::StrCat(": ", e.value("code", ""), " ", e.value("message", ""));
-  }
-  return "";
+  std::string text = RegistryErrorText(*body);
+  return text.empty() ? "" : absl::StrCat(" - server message: ", text);
 }
 
 }  // namespace
@@ -278,29 +251,19 @@ absl::StatusOr<Manifest> RegistryClient::FetchManifest(const Reference& ref,
   if (by_digest && digest != reference) {
     return absl::DataLossError(absl::StrCat(where, ": content has digest ", digest));
   }
-  nlohmann::json j = nlohmann::json::parse(*bytes, nullptr, false);
-  if (!j.is_object()) return absl::InvalidArgumentError(absl::StrCat(where, ": not a JSON object"));
-  if (j.value("schemaVersion", 0) == 1) {
-    return absl::UnimplementedError(absl::StrCat(where, ": schema 1 manifests are not supported"));
-  }
-  std::string media_type = j.value("mediaType", content_type);
-  if (media_type.empty()) media_type = j.contains("manifests") ? kOciIndex : kOciManifest;
+  absl::StatusOr<ParsedManifest> parsed = ParseManifestJson(*bytes, content_type, where);
+  if (!parsed.ok()) return parsed.status();
 
-  if (media_type == kOciIndex || media_type == kDockerList) {
+  if (parsed->is_index) {
     if (depth > 0) return absl::InvalidArgumentError(absl::StrCat(where, ": nested index"));
-    auto manifests = j.find("manifests");
-    if (manifests == j.end() || !manifests->is_array()) {
-      return absl::InvalidArgumentError(absl::StrCat(where, ": index without manifests"));
-    }
-    for (const auto& m : *manifests) {
-      const auto p = m.value("platform", nlohmann::json::object());
-      if (!p.is_object() || p.value("os", "") != platform.os ||
-          p.value("architecture", "") != platform.architecture || !VariantMatches(platform, p)) {
+    for (const IndexEntry& m : parsed->manifests) {
+      if (!m.has_platform || m.platform.os != platform.os ||
+          m.platform.architecture != platform.architecture ||
+          !VariantMatches(platform, m.platform)) {
         continue;
       }
-      absl::StatusOr<Descriptor> d = ParseDescriptor(m, where);
-      if (!d.ok()) return d.status();
-      absl::StatusOr<Manifest> chosen = FetchManifest(ref, d->digest, platform, depth + 1);
+      absl::StatusOr<Manifest> chosen =
+          FetchManifest(ref, m.descriptor.digest, platform, depth + 1);
       if (chosen.ok()) chosen->index_digest = digest;
       return chosen;
     }
@@ -308,27 +271,11 @@ absl::StatusOr<Manifest> RegistryClient::FetchManifest(const Reference& ref,
                                             platform.architecture,
                                             platform.variant.empty() ? "" : "/", platform.variant));
   }
-  if (media_type != kOciManifest && media_type != kDockerManifest) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(where, ": unsupported media type \"", media_type, "\""));
-  }
   Manifest out;
-  out.media_type = media_type;
+  out.media_type = std::move(parsed->media_type);
   out.digest = digest;
-  absl::StatusOr<Descriptor> config =
-      ParseDescriptor(j.value("config", nlohmann::json()), absl::StrCat(where, " config"));
-  if (!config.ok()) return config.status();
-  out.config = *std::move(config);
-  auto layers = j.find("layers");
-  if (layers == j.end() || !layers->is_array()) {
-    return absl::InvalidArgumentError(absl::StrCat(where, ": no layers array"));
-  }
-  for (size_t i = 0; i < layers->size(); ++i) {
-    absl::StatusOr<Descriptor> layer =
-        ParseDescriptor((*layers)[i], absl::StrCat(where, " layer ", i));
-    if (!layer.ok()) return layer.status();
-    out.layers.push_back(*std::move(layer));
-  }
+  out.config = std::move(parsed->config);
+  out.layers = std::move(parsed->layers);
   out.bytes = *std::move(bytes);
   return out;
 }

@@ -82,6 +82,13 @@ struct Manifest {
   std::vector<Descriptor> layers;
 };
 
+// containerd remotes/docker/resolver.go MaxManifestSize (4 * 1048 * 1048 bytes, sic): the
+// largest manifest or index accepted during resolution.
+inline constexpr size_t kMaxManifestBytes = 4 * 1048 * 1048;
+// Image configs are read whole into memory; containerd bounds them by the descriptor size
+// only (content.ReadBlob), zsnap by this as well.
+inline constexpr size_t kMaxConfigBytes = 8 << 20;
+
 struct RetryPolicy {
   int max_attempts = 4;  // rounds over all hosts, and resumes without progress for a blob
   std::chrono::milliseconds initial_backoff{200};
@@ -93,7 +100,7 @@ struct RegistryClientOptions {
   CredentialsLookup credentials;  // null: anonymous only
   HttpTimeouts timeouts;
   RetryPolicy retry;
-  size_t max_manifest_bytes = 4 << 20;
+  size_t max_manifest_bytes = kMaxManifestBytes;
 };
 
 class RegistryClient {

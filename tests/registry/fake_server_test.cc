@@ -3,6 +3,7 @@
 // fake registry issues the 401 challenge and checks the token itself), bodies cut mid-way
 // and resumed with Range, redirects to another host dropping Authorization, status codes.
 #include "tests/registry/fake_server.h"
+#include "tests/registry/fake_registry.h"
 
 #include <atomic>
 #include <thread>
@@ -20,35 +21,7 @@ using fake::Request;
 using fake::Respond;
 using fake::tcp;
 
-std::string Header(const Request& r, std::string_view name) {
-  auto it = r.find(boost::beast::string_view(name.data(), name.size()));
-  return it == r.end() ? "" : std::string(it->value());
-}
-
-class FakeServerTest : public ::testing::Test {
- protected:
-  RegistryClientOptions Options(CredentialsLookup creds = nullptr) {
-    RegistryClientOptions o;
-    o.hosts.config_dir = certs_.path();
-    o.credentials = std::move(creds);
-    o.retry = {.max_attempts = 3,
-               .initial_backoff = std::chrono::milliseconds(1),
-               .max_backoff = std::chrono::milliseconds(5)};
-    o.timeouts = {std::chrono::milliseconds(5000), std::chrono::milliseconds(5000)};
-    return o;
-  }
-  // Points `server`'s registry name at plain http.
-  Reference Ref(const FakeServer& server, const std::string& suffix = "/repo:v1") {
-    std::filesystem::create_directories(certs_.path() + "/" + server.authority());
-    WriteFile(certs_.path() + "/" + server.authority() + "/hosts.toml",
-              absl::StrCat("server = \"", server.url(), "\"\n"));
-    return *ParseReference(server.authority() + suffix);
-  }
-
-  TempDir certs_;
-  const std::string blob_ = RandomBytes(1 << 20, 7);
-  const std::string digest_ = Sha256Of(blob_);
-};
+using FakeServerTest = FakeRegistryTest;
 
 TEST_F(FakeServerTest, BearerTokenFlowWithBasicCredentialsAndCache) {
   std::string realm;
