@@ -9,6 +9,10 @@
 //	snapctl -address SOCK verify NAME          View NAME, mount it, compare with the known tree
 //	snapctl -address SOCK wipe [KEEP...]       remove everything but KEEP (and its parents)
 //	snapctl -address SOCK wipe-prefix PREFIX   remove every snapshot whose name has PREFIX
+//	snapctl -address SOCK prepare KEY PARENT [LABEL=VALUE...]
+//	                                           Prepare KEY with labels, as containerd's CRI
+//	                                           unpacker does; print "exists" (ALREADY_EXISTS:
+//	                                           the target was committed) or "mounts"
 //
 // Exit status 0 on success, 1 with a message on stderr otherwise.
 package main
@@ -18,7 +22,10 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 	"time"
+
+	"github.com/containerd/containerd/errdefs"
 
 	"github.com/containerd/containerd/mount"
 	"github.com/containerd/containerd/namespaces"
@@ -51,7 +58,7 @@ func main() {
 	timeout := flag.Duration("timeout", 60*time.Second, "overall deadline")
 	flag.Parse()
 	if *address == "" || flag.NArg() < 1 {
-		fmt.Fprintln(os.Stderr, "usage: snapctl -address SOCK ping|count|list|cleanup|seed NAME|verify NAME|wipe [KEEP...]|wipe-prefix PREFIX")
+		fmt.Fprintln(os.Stderr, "usage: snapctl -address SOCK ping|count|list|cleanup|seed NAME|verify NAME|wipe [KEEP...]|wipe-prefix PREFIX|prepare KEY PARENT [LABEL=VALUE...]")
 		os.Exit(2)
 	}
 	ctx := namespaces.WithNamespace(context.Background(), "snapctl")
@@ -112,6 +119,11 @@ func run(ctx context.Context, sn snapshots.Snapshotter, cmd string, args []strin
 		return verify(ctx, sn, args[0])
 	case "wipe":
 		return zsnapclient.RemoveAll(ctx, sn, args...)
+	case "prepare":
+		if len(args) < 2 {
+			return fmt.Errorf("want KEY PARENT [LABEL=VALUE...]")
+		}
+		return prepare(ctx, sn, args[0], args[1], args[2:])
 	case "wipe-prefix":
 		if len(args) != 1 || args[0] == "" {
 			return fmt.Errorf("want PREFIX")
@@ -119,6 +131,29 @@ func run(ctx context.Context, sn snapshots.Snapshotter, cmd string, args []strin
 		return zsnapclient.RemovePrefix(ctx, sn, args[0])
 	}
 	return fmt.Errorf("unknown command")
+}
+
+// prepare calls Prepare the way containerd's unpacker does for a layer it wants a remote
+// snapshotter to provide (snapshots.WithLabels; ALREADY_EXISTS means "the target is there").
+func prepare(ctx context.Context, sn snapshots.Snapshotter, key, parent string, pairs []string) error {
+	labels := map[string]string{}
+	for _, p := range pairs {
+		k, v, ok := strings.Cut(p, "=")
+		if !ok {
+			return fmt.Errorf("label %q is not KEY=VALUE", p)
+		}
+		labels[k] = v
+	}
+	_, err := sn.Prepare(ctx, key, parent, snapshots.WithLabels(labels))
+	switch {
+	case err == nil:
+		fmt.Println("mounts")
+	case errdefs.IsAlreadyExists(err):
+		fmt.Println("exists")
+	default:
+		return err
+	}
+	return nil
 }
 
 func seed(ctx context.Context, sn snapshots.Snapshotter, name string) error {

@@ -6,7 +6,7 @@
 # zsnap must survive every call (pid alive, answers a Prepare) and Remove must leave nothing.
 # Needs: ZSNAP_BIN, root, overlayfs; containerd, python3, prlimit.
 set -uo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/../lib/all.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/lib/all.sh"
 itest_init container_abuse
 itest_require_cmd python3 prlimit timeout
 : "${ZSNAP_BIN:?ZSNAP_BIN must point at the zsnap binary}"
