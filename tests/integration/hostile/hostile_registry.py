@@ -100,9 +100,12 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, *args):  # quiet stderr; requests go to the JSON log
         pass
 
-    def record(self):
+    def record(self, body=b""):
+        # A POST body (containerd's OAuth token form carries the password) is never logged,
+        # only whether it holds the secret.
         entry = {"host": self.server.name, "method": self.command, "path": self.path,
-                 "headers": {k: v for k, v in self.headers.items()}, "t": time.time()}
+                 "headers": {k: v for k, v in self.headers.items()}, "t": time.time(),
+                 "body_has_secret": STATE["secret"].split(":", 1)[-1].encode() in body}
         with LOG_LOCK, open(STATE["log"], "a") as f:
             f.write(json.dumps(entry) + "\n")
 
@@ -122,6 +125,22 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_HEAD(self):
         self.do_GET()
+
+    def do_POST(self):
+        # OAuth token requests (containerd remotes/docker/auth/fetch.go FetchTokenWithOAuth,
+        # used when the caller has credentials): a form body, answered with an access_token.
+        length = min(int(self.headers.get("Content-Length") or 0), 65536)
+        body = self.rfile.read(length) if length > 0 else b""
+        self.record(body)
+        path, _, query = self.path.partition("?")
+        try:
+            if path != "/token":
+                return self.send(404)
+            if self.server.name == "B":
+                return self.send(200, b'{"access_token":"b-token","token":"b-token"}')
+            return self.token(body.decode("latin-1"))
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
 
     def do_GET(self):
         self.record()
@@ -173,7 +192,7 @@ class Handler(BaseHTTPRequestHandler):
         if "token-crlf" in scope:
             body = {"token": "abc\r\nX-Injected: yes", "expires_in": 300}
         elif "token-expiry" in scope:
-            body = {"token": "tok", "expires_in": 1e30}
+            body = {"token": "tok", "expires_in": 2 ** 63 - 1}  # a Go int; overflows naive clocks
         elif "token-types" in scope:
             body = {"token": 5, "expires_in": "x", "issued_at": []}
         else:

@@ -91,6 +91,11 @@ is_served() { [[ " ${SERVED[*]} " == *" $1 "* ]]; }
 # labels_for SCENARIO: the Prepare labels containerd's CRI unpacker sends for layer 1.
 labels_for() {
   local s=$1 target=${CHAIN[0]} layer=${LAYERS[0]} manifest=$MANIFEST_DIGEST
+  # Scenarios that serve their own manifest variant: CRI would label its digest.
+  if [[ $s == mediatype-null || $s == layers-20k ]]; then
+    manifest=$(curl -s --max-time 20 -D - -o /dev/null "http://$HOST_A/v2/$s/img/manifests/v1" |
+      tr -d '\r' | awk 'tolower($1) == "docker-content-digest:" {print $2}')
+  fi
   if [[ $s == layers-20k ]]; then   # the generated manifest's layer 0 (hostile_registry.py)
     target=sha256:$(printf diff0 | sha256sum | cut -d' ' -f1)
     layer=sha256:$(printf layer0 | sha256sum | cut -d' ' -f1)
@@ -108,7 +113,21 @@ alive_and_answering() {
 
 # --- prepare: every scenario through the Prepare path -----------------------------------------
 ITEST_CURRENT=prepare
+ZSNAP_EXTRA="[remote]
+hosts_dir = \"$CONTAINERD_CRI_REGISTRY_CONFIG_PATH\"
+docker_config = \"$DOCKER_CONFIG_FILE\"
+max_attempts = 2
+connect_timeout_s = 5"
+first=1
 for s in "${SERVED[@]}" "${HOSTILE[@]}"; do
+  # A fresh daemon per scenario: every scenario serves the same layers, and zsnap serves a
+  # Prepare from any image it already resolved that has the layer (content-addressed), so an
+  # earlier scenario's image would answer for this one.
+  if ((first == 0)); then
+    zsnap_stop
+    zsnap_start "" "$ZSNAP_EXTRA" >/dev/null || itest_die "zsnap did not restart (log: $ZSNAP_LOG)"
+  fi
+  first=0
   mapfile -t labels < <(labels_for "$s")
   start=$SECONDS
   got=$(snapctl -timeout 30s prepare "hostile-$s-$$" "" "${labels[@]}" 2>&1)
@@ -206,9 +225,14 @@ for needle in "$SECRET_PASS" "$SECRET_B64" "$SIG" "b-token"; do
   itest_check_fails "after-no-'${needle:0:8}'-in-zsnap-log" grep -qaF "$needle" "$ZSNAP_LOG"
   itest_check_fails "after-no-'${needle:0:8}'-in-zsnap-state" grep -rqaF "$needle" "$ZSNAP_ROOT"
 done
-# Host B (the blob store a redirect named) never received host A's credentials, from anyone.
-leaked=$(jq -c 'select(.host == "B") | select((.headers.Authorization // "") | startswith("Basic"))' "$HLOG" | head -n 3)
+# Host B (the blob store a redirect named) never received host A's credentials from zsnap
+# (its User-Agent starts with zsnap/): no Basic header, no password in a token form.
+# containerd's CRI sends the pull's --creds to every host when the AuthConfig names no
+# server (pkg/cri/server/image_pull.go ParseAuth); that is logged, not zsnap's to fix.
+from_b='select(.host == "B") | select(((.headers.Authorization // "") | startswith("Basic")) or .body_has_secret)'
+leaked=$(jq -c "$from_b"' | select((.headers["User-Agent"] // "") | startswith("zsnap/"))' "$HLOG" | head -n 3)
 itest_check_eq after-no-credentials-to-host-b "" "$leaked"
+itest_log "credentials host B got from others (containerd CRI): $(jq -c "$from_b"' | .method + " " + .path' "$HLOG" | sort | uniq -c | tr '\n' ' ')"
 injected=$(jq -c 'select(.headers["X-Injected"] != null)' "$HLOG" | head -n 3)
 itest_check_eq after-no-injected-header "" "$injected"
 itest_report
