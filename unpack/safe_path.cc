@@ -1,6 +1,5 @@
 #include "unpack/safe_path.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <sys/stat.h>
@@ -11,6 +10,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "overlay/tree_walk.h"
 #include "unpack/posix_status.h"
 
 namespace zsnap::unpack {
@@ -174,35 +174,11 @@ absl::StatusOr<ScopedFd> SafeRoot::OpenInRoot(std::string_view path, int flags) 
   return ScopedFd(fd);
 }
 
-absl::Status RemoveAllAt(int parent, const char* name) {
-  if (unlinkat(parent, name, 0) == 0 || errno == ENOENT) return absl::OkStatus();
-  if (errno != EISDIR) return SyscallError(absl::StrCat("remove \"", name, "\""), errno);
-  int fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) return SyscallError(absl::StrCat("open \"", name, "\" for removal"), errno);
-  DIR* d = fdopendir(fd);
-  if (d == nullptr) {
-    int err = errno;
-    close(fd);
-    return SyscallError("fdopendir", err);
-  }
-  // Names first, removal after: unlinking while readdir() walks is unspecified.
-  std::vector<std::string> names;
-  errno = 0;
-  while (struct dirent* e = readdir(d)) {
-    std::string_view n(e->d_name);
-    if (n != "." && n != "..") names.emplace_back(n);
-  }
-  absl::Status status = errno == 0 ? absl::OkStatus() : SyscallError("readdir", errno);
-  for (const std::string& n : names) {
-    if (!status.ok()) break;
-    status = RemoveAllAt(dirfd(d), n.c_str());
-  }
-  closedir(d);
-  if (!status.ok()) return status;
-  if (unlinkat(parent, name, AT_REMOVEDIR) != 0 && errno != ENOENT) {
-    return SyscallError(absl::StrCat("rmdir \"", name, "\""), errno);
-  }
-  return absl::OkStatus();
+absl::Status RemoveAllAt(int dirfd, const char* name) {
+  // One iterative walk with a bounded descriptor budget for the whole project: a layer (or,
+  // through overlay, a container) can nest directories far deeper than a stack or the
+  // descriptor limit allows.
+  return overlay::RemoveTreeAt(dirfd, name);
 }
 
 }  // namespace zsnap::unpack

@@ -98,7 +98,8 @@ class SafeRoot {
 };
 
 // Removes `name` in `dirfd` and, if it is a directory, everything below it (os.RemoveAll),
-// never following symlinks. A missing name is not an error.
+// never following symlinks. A missing name is not an error. Iterative, with a bounded number
+// of descriptors whatever the depth (overlay/tree_walk.h RemoveTreeAt).
 absl::Status RemoveAllAt(int dirfd, const char* name);
 
 }  // namespace zsnap::unpack

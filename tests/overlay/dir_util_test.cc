@@ -1,10 +1,7 @@
 #include "overlay/dir_util.h"
 
 #include <fcntl.h>
-#include <pthread.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -13,12 +10,16 @@
 #include <string>
 
 #include "gtest/gtest.h"
+#include "tests/overlay/run_confined.h"
 #include "tests/overlay/test_util.h"
 
 namespace zsnap::overlay {
 namespace {
 
+using testing::ConfinedResult;
 using testing::Exists;
+using testing::FromStatus;
+using testing::RunConfined;
 using testing::TempDir;
 using testing::WriteFile;
 
@@ -101,66 +102,6 @@ TEST(DiskUsage, CountsBlocksAndInodesOncePerInode) {
   EXPECT_EQ(DiskUsage(dir.Sub("nope")).status().code(), absl::StatusCode::kNotFound);
 }
 
-// What a walk run by RunConfined reports back through a pipe.
-struct WalkResult {
-  bool ok = false;
-  Usage usage;
-  char message[480] = {};
-};
-
-WalkResult FromStatus(const absl::Status& s, Usage usage = {}) {
-  WalkResult r{.ok = s.ok(), .usage = usage};
-  std::snprintf(r.message, sizeof(r.message), "%s", s.ToString().c_str());
-  return r;
-}
-
-void* RunWalk(void* arg) {
-  auto* job = static_cast<std::pair<std::function<WalkResult()>*, WalkResult*>*>(arg);
-  *job->second = (*job->first)();
-  return nullptr;
-}
-
-// Runs `walk` in a forked child, on a thread with a 256 KiB stack and with RLIMIT_NOFILE
-// leaving only 16 descriptors free: a walk that recurses per level overflows that stack, one
-// that holds a descriptor per level runs out (EMFILE). A crash is reported, not inherited.
-WalkResult RunConfined(std::function<WalkResult()> walk) {
-  int fds[2];
-  if (pipe(fds) != 0) return FromStatus(absl::InternalError("pipe"));
-  const pid_t pid = fork();
-  if (pid == 0) {
-    close(fds[0]);
-    int highest = 0;
-    for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
-      highest = std::max(highest, std::stoi(e.path().filename().string()));
-    }
-    const rlim_t limit = static_cast<rlim_t>(highest) + 1 + 16;
-    const struct rlimit rl = {limit, limit};
-    WalkResult result = FromStatus(absl::InternalError("setrlimit or thread failed"));
-    pthread_attr_t attr;
-    pthread_t thread;
-    std::pair<std::function<WalkResult()>*, WalkResult*> job{&walk, &result};
-    if (setrlimit(RLIMIT_NOFILE, &rl) == 0 && pthread_attr_init(&attr) == 0 &&
-        pthread_attr_setstacksize(&attr, 256 * 1024) == 0 &&
-        pthread_create(&thread, &attr, RunWalk, &job) == 0) {
-      pthread_join(thread, nullptr);
-    }
-    (void)!write(fds[1], &result, sizeof(result));
-    _exit(0);
-  }
-  close(fds[1]);
-  WalkResult result;
-  const ssize_t n = read(fds[0], &result, sizeof(result));
-  close(fds[0]);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  if (n != static_cast<ssize_t>(sizeof(result))) {
-    return FromStatus(absl::InternalError(
-        WIFSIGNALED(status) ? "walk crashed with signal " + std::to_string(WTERMSIG(status))
-                            : "walk exited without a result"));
-  }
-  return result;
-}
-
 // A hostile rw layer: `depth` nested directories (deeper than PATH_MAX, built with one held
 // descriptor, so iteratively) with a 64 KiB file at the bottom, `files` empty files in one
 // directory, and hard links to both. Returns the usage containerd would report.
@@ -216,16 +157,17 @@ TEST(TreeWalk, DeepWideTreeNeedsNeitherStackNorDescriptors) {
   const Usage expected = MakeHostileTree(root, 40000, 100000);
   ASSERT_EQ(expected.inodes, 1 + 1 + 100000 + 1 + 40000 + 1);
 
-  const WalkResult usage = RunConfined([&] {
+  const ConfinedResult usage = RunConfined([&] {
     absl::StatusOr<Usage> u = DiskUsage(root);
-    return FromStatus(u.status(), u.value_or(Usage{}));
+    const Usage got = u.value_or(Usage{});
+    return FromStatus(u.status(), got.size, got.inodes);
   });
   ASSERT_TRUE(usage.ok) << usage.message;
-  EXPECT_EQ(usage.usage, expected) << "size " << usage.usage.size << " vs " << expected.size
-                                   << ", inodes " << usage.usage.inodes << " vs "
-                                   << expected.inodes;
+  const Usage got{.size = usage.values[0], .inodes = usage.values[1]};
+  EXPECT_EQ(got, expected) << "size " << got.size << " vs " << expected.size << ", inodes "
+                           << got.inodes << " vs " << expected.inodes;
 
-  const WalkResult removed = RunConfined([&] { return FromStatus(RemoveTree(root)); });
+  const ConfinedResult removed = RunConfined([&] { return FromStatus(RemoveTree(root)); });
   ASSERT_TRUE(removed.ok) << removed.message;
   EXPECT_FALSE(Exists(root));
 }

@@ -9,6 +9,7 @@
 #include <filesystem>
 
 #include "gtest/gtest.h"
+#include "tests/overlay/run_confined.h"
 #include "tests/unpack/tar_test_util.h"
 
 namespace zsnap::unpack {
@@ -69,6 +70,32 @@ TEST(RemoveAllAtTest, RemovesTreesAndNotSymlinkTargets) {
   close(fd);
   EXPECT_FALSE(std::filesystem::exists(dir.d("t")));
   EXPECT_EQ(testing::ReadFile(dir.outside() + "/secret"), "s3cret");
+}
+
+// Issue 11: a layer entry replacing a directory that a container (or an earlier layer entry)
+// nested 40,000 levels deep made the recursive RemoveAllAt overflow its stack (or run out of
+// descriptors). The removal now runs on a 256 KiB stack with 16 spare descriptors.
+TEST(RemoveAllAtTest, RemovesDeepTreeWithBoundedStackAndDescriptors) {
+  testing::ScratchDir dir;
+  int fd = open(dir.dest().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(mkdirat(fd, "deep", 0755), 0);
+  int cur = openat(fd, "deep", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  for (int i = 0; i < 40000 && cur >= 0; ++i) {
+    ASSERT_EQ(mkdirat(cur, "d", 0755), 0);
+    if (i % 1000 == 0) close(openat(cur, "f", O_CREAT | O_WRONLY | O_CLOEXEC, 0644));
+    const int next = openat(cur, "d", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    close(cur);
+    cur = next;
+  }
+  ASSERT_GE(cur, 0);
+  close(cur);
+  const overlay::testing::ConfinedResult removed = overlay::testing::RunConfined(
+      [&] { return overlay::testing::FromStatus(RemoveAllAt(fd, "deep")); });
+  EXPECT_TRUE(removed.ok) << removed.message;
+  struct stat st;
+  EXPECT_NE(fstatat(fd, "deep", &st, AT_SYMLINK_NOFOLLOW), 0);
+  close(fd);
 }
 
 }  // namespace
