@@ -6,7 +6,11 @@
 // Lookup order for a host: credHelpers[host], then credsStore, then auths (auths also when a
 // helper knows nothing). A helper is the program docker-credential-<name>, run as
 // `docker-credential-<name> get` with the server URL on stdin; it prints
-// {"ServerURL":…,"Username":…,"Secret":…} or exits non-zero with "credentials not found".
+// {"ServerURL":…,"Username":…,"Secret":…} or exits non-zero with exactly "credentials not
+// found in native keychain" on stdout. The helper runs in its own process group with a
+// deadline covering its output and its exit; at the deadline the whole group is killed.
+// Its output is bounded, parsed with type checks, and never copied into a message (a failing
+// helper may still print a secret).
 // Docker Hub is keyed as https://index.docker.io/v1/ in both places.
 //
 // Identity tokens (OAuth refresh tokens: "identitytoken", or a helper's Username "<token>")
@@ -40,7 +44,8 @@ class DockerCredentials {
  public:
   // Reads the config file; a missing file is an empty configuration (anonymous everywhere).
   static absl::StatusOr<DockerCredentials> Load(DockerCredentialsOptions options = {});
-  // Parses config.json text. InvalidArgument for bad JSON or bad "auth" values.
+  // Parses config.json text. InvalidArgument for bad JSON, bad "auth" values or fields of the
+  // wrong JSON type (null counts as missing, as in Go's encoding/json).
   static absl::StatusOr<DockerCredentials> Parse(std::string_view json,
                                                  DockerCredentialsOptions options = {});
 
@@ -62,7 +67,8 @@ class DockerCredentials {
 
 // Runs `docker-credential-<helper> get` for `server_url`. OK with empty Credentials when the
 // helper reports "credentials not found"; NotFound when the program is missing; Unavailable
-// on a crash, timeout (the helper is killed) or oversized/malformed output.
+// on a failure exit, a crash, a timeout (its process group is killed) or oversized/malformed
+// output.
 absl::StatusOr<Credentials> RunCredentialHelper(const std::string& helper,
                                                 std::string_view server_url,
                                                 const DockerCredentialsOptions& options);
