@@ -102,7 +102,9 @@ absl::Status CheckImageRecord(const unpack::ImageRecord& r) {
     return absl::FailedPreconditionError(
         absl::StrCat("layers_remote = ", r.layers_remote, " but ", ok, " layers are ok"));
   }
-  if (r.layers_remote + r.layers_fallback > r.layers_total) {
+  // layers_total is 0 when the manifest never resolved (the image failed before its layers
+  // were known); then every Prepare that asked fell back and there is nothing to bound.
+  if (r.layers_total > 0 && r.layers_remote + r.layers_fallback > r.layers_total) {
     return absl::FailedPreconditionError(absl::StrCat("layers_remote ", r.layers_remote,
                                                       " + layers_fallback ", r.layers_fallback,
                                                       " > layers_total ", r.layers_total));

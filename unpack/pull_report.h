@@ -53,7 +53,7 @@ struct ImageRecord {
   double wall_s = 0;               // first Prepare -> last layer committed
   uint64_t bytes_in = 0;           // compressed, all layers zsnap handled
   uint64_t bytes_out = 0;          // uncompressed tar bytes
-  int layers_total = 0;            // layers in the manifest
+  int layers_total = 0;            // layers in the manifest; 0 if it never resolved
   int layers_remote = 0;           // layers zsnap fetched and committed
   int layers_fallback = 0;         // layers handed back to containerd
   std::string outcome;             // "ok" | "partial" (some fallbacks) | "failed"

@@ -61,6 +61,16 @@ TEST(CheckRecordTest, EachRuleIsEnforced) {
     r.bytes_in = 352;
     EXPECT_TRUE(CheckImageRecord(r).ok()) << CheckImageRecord(r);
   }
+  // An image whose manifest never resolved: its layer count is unknown (0) and every
+  // Prepare that asked fell back (the failure path logged "inconsistent timing record").
+  {
+    unpack::ImageRecord r = FixtureImage(0, kT0);
+    r.layers_total = 0;
+    r.layers_remote = 0;
+    r.layers_fallback = 2;
+    r.outcome = "failed";
+    EXPECT_TRUE(CheckImageRecord(r).ok()) << CheckImageRecord(r);
+  }
   // A failed layer's partial fetch is not held to the bytes rule.
   unpack::ImageRecord r = FixtureImage(2, kT0);
   r.layers[1].outcome = "failed";
