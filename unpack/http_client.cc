@@ -42,79 +42,78 @@ bool IsIpAddress(const std::string& host) {
   return !ec;
 }
 
+using Clock = std::chrono::steady_clock;
+
 absl::Status TransportError(const HttpRequest& request, std::string_view what,
                             const beast::error_code& ec) {
   std::string why = ec.message();
-  if (ec == beast::error::timeout) why = "timed out";
+  if (ec == beast::error::timeout || ec == asio::error::timed_out) why = "timed out";
   if (ec == http::error::partial_message) why = "connection closed before the end of the body";
-  return absl::UnavailableError(absl::StrCat(ToAbsl(request.method), " ", request.url.String(),
+  return absl::UnavailableError(absl::StrCat(ToAbsl(request.method), " ", request.url.Redacted(),
                                              ": ", ToAbsl(what), ": ", why));
 }
 
-// Runs the asynchronous operation started by `start` to completion on `ioc` (on this thread)
-// and returns its error code. Deadlines come from the stream's expiry.
-template <class Start>
-beast::error_code RunToCompletion(asio::io_context& ioc, Start&& start) {
-  beast::error_code result;
-  start([&result](beast::error_code ec, auto&&...) { result = ec; });
-  ioc.restart();
-  ioc.run();
-  return result;
+std::string Seconds(std::chrono::milliseconds d) {
+  return absl::StrCat(static_cast<double>(d.count()) / 1000, "s");
 }
 
 // One connection carrying one request; the response body is read through it.
+//
+// Every asynchronous operation runs through Run(), which drives the private io_context on the
+// calling thread until the operation completes or a limit (operation timeout, low-speed
+// guard, total deadline, stop request) ends it by closing the socket. The stop callback only
+// posts an io_context::stop() so that Run() wakes up and looks at the stop token.
 class Connection final : public HttpResponse {
  public:
   // Beast's largest single socket read for a message body (read_size's cap).
-  static constexpr size_t kBodyReadSize = 64 * 1024;
+  static constexpr size_t kReadSize = 64 * 1024;
 
-  Connection(const HttpRequest& request, HttpTimeouts timeouts)
-      : request_(request), timeouts_(timeouts) {
+  Connection(const HttpRequest& request, const HttpTimeouts& timeouts, Clock::time_point deadline)
+      : request_(request), timeouts_(timeouts), deadline_(deadline) {
     parser_.body_limit(std::numeric_limits<uint64_t>::max());
-    parser_.header_limit(64 * 1024);
+    parser_.header_limit(HttpClient::kMaxHeaderBytes);
     if (request.method == "HEAD") parser_.skip(true);
+    if (request_.stop.stop_possible()) {
+      stop_callback_.emplace(request_.stop, [this] { asio::post(ioc_, [this] { ioc_.stop(); }); });
+    }
   }
 
   absl::Status Open(const TlsOptions& tls, const std::string& user_agent) {
     const Url& url = request_.url;
-    // Resolve (asio resolvers have no expiry of their own: bound the run instead).
     tcp::resolver resolver(ioc_);
     tcp::resolver::results_type endpoints;
     beast::error_code ec;
-    bool resolved = false;
-    resolver.async_resolve(url.host, std::to_string(url.port),
-                           [&](beast::error_code e, tcp::resolver::results_type r) {
-                             ec = e;
-                             endpoints = std::move(r);
-                             resolved = true;
-                           });
-    ioc_.restart();
-    ioc_.run_for(timeouts_.connect);
-    if (!resolved) {
-      resolver.cancel();
-      ioc_.restart();
-      ioc_.run();
-      ec = asio::error::timed_out;
-    }
+    absl::Status s = Run(
+        "resolve " + url.host, timeouts_.connect, /*count_speed=*/false,
+        [&](auto done) {
+          resolver.async_resolve(
+              url.host, std::to_string(url.port),
+              [&endpoints, done](beast::error_code e, tcp::resolver::results_type r) mutable {
+                endpoints = std::move(r);
+                done(e, 0);
+              });
+        },
+        [&] { resolver.cancel(); }, ec);
+    if (!s.ok()) return s;
     if (ec) return TransportError(request_, "resolve " + url.host, ec);
 
     if (url.scheme == "https") {
-      absl::Status s = MakeTlsStream(tls);
-      if (!s.ok()) return s;
+      if (s = MakeTlsStream(tls); !s.ok()) return s;
     } else {
       stream_.emplace<PlainStream>(ioc_);
     }
-    beast::tcp_stream& lowest = Lowest();
-    lowest.expires_after(timeouts_.connect);
-    ec = RunToCompletion(ioc_, [&](auto h) { lowest.async_connect(endpoints, std::move(h)); });
-    if (ec) return TransportError(request_, "connect", ec);
+    s = RunOnSocket("connect", timeouts_.connect, false, [&](auto done) {
+      Lowest().async_connect(
+          endpoints, [done](beast::error_code e, const tcp::endpoint&) mutable { done(e, 0); });
+    });
+    if (!s.ok()) return s;
 
     if (auto* tls_stream = std::get_if<TlsStream>(&stream_)) {
-      lowest.expires_after(timeouts_.connect);
-      ec = RunToCompletion(ioc_, [&](auto h) {
-        tls_stream->async_handshake(ssl::stream_base::client, std::move(h));
+      s = RunOnSocket("TLS handshake", timeouts_.connect, false, [&](auto done) {
+        tls_stream->async_handshake(ssl::stream_base::client,
+                                    [done](beast::error_code e) mutable { done(e, 0); });
       });
-      if (ec) return TransportError(request_, "TLS handshake", ec);
+      if (!s.ok()) return s;
     }
 
     http::request<http::string_body> req;
@@ -132,18 +131,11 @@ class Connection final : public HttpResponse {
         request_.method == "PATCH") {
       req.prepare_payload();
     }
-    lowest.expires_after(timeouts_.io);
-    ec = RunToCompletion(ioc_, [&](auto h) {
-      WithStream([&](auto& s) { http::async_write(s, req, std::move(h)); });
+    s = RunOnSocket("write request", timeouts_.io, false, [&](auto done) {
+      WithStream([&](auto& stream) { http::async_write(stream, req, done); });
     });
-    if (ec) return TransportError(request_, "write request", ec);
-
-    lowest.expires_after(timeouts_.io);
-    ec = RunToCompletion(ioc_, [&](auto h) {
-      WithStream([&](auto& s) { http::async_read_header(s, buffer_, parser_, std::move(h)); });
-    });
-    if (ec) return TransportError(request_, "read response header", ec);
-    return absl::OkStatus();
+    if (!s.ok()) return s;
+    return ReadHeader();
   }
 
   int status() const override { return static_cast<int>(parser_.get().result_int()); }
@@ -170,28 +162,178 @@ class Connection final : public HttpResponse {
   const Url& url() const override { return request_.url; }
 
   absl::StatusOr<size_t> ReadBody(std::span<std::byte> buf) override {
+    if (!failed_.ok()) return failed_;
     if (buf.empty()) return 0;
-    // Beast sizes each socket read by the spare capacity of buffer_ (at least 512 bytes, at
-    // most 64 KiB) and the body passes through it: left at its header-sized capacity, a blob
-    // would be read 512 bytes per recv, each with a timer re-arm and an epoll_wait.
-    if (buffer_.capacity() < kBodyReadSize) buffer_.reserve(kBodyReadSize);
     while (!parser_.is_done()) {
-      parser_.get().body().data = buf.data();
-      parser_.get().body().size = buf.size();
-      Lowest().expires_after(timeouts_.io);
-      beast::error_code ec = RunToCompletion(ioc_, [&](auto h) {
-        WithStream([&](auto& s) { http::async_read_some(s, buffer_, parser_, std::move(h)); });
-      });
-      if (ec == http::error::need_buffer) ec = {};
-      if (ec) return TransportError(request_, "read body", ec);
-      size_t n = buf.size() - parser_.get().body().size;
-      if (n > 0) return n;
+      if (buffer_.size() > 0) {
+        parser_.get().body().data = buf.data();
+        parser_.get().body().size = buf.size();
+        beast::error_code ec;
+        size_t used = parser_.put(buffer_.data(), ec);
+        buffer_.consume(used);
+        if (ec == http::error::need_buffer) ec = {};
+        size_t n = buf.size() - parser_.get().body().size;
+        if (ec && ec != http::error::need_more) {
+          return Fail(TransportError(request_, "parse body", ec));
+        }
+        if (n > 0) return n;
+        // Framing consumed (a chunk header, say): parse on before reading more.
+        if (!ec && used > 0) continue;
+        if (parser_.is_done()) break;
+      }
+      bool eof = false;
+      if (absl::Status s = Fill("read body", eof); !s.ok()) return Fail(s);
+      if (eof) {
+        beast::error_code ec;
+        parser_.put_eof(ec);
+        if (ec) return Fail(TransportError(request_, "read body", ec));
+      }
     }
     return 0;
   }
 
  private:
   using StreamVariant = std::variant<std::monostate, PlainStream, TlsStream>;
+
+  // "GET <redacted url>: <what>".
+  std::string Where(std::string_view what) const {
+    return absl::StrCat(request_.method, " ", request_.url.Redacted(), ": ", ToAbsl(what));
+  }
+
+  absl::Status Fail(absl::Status s) {
+    failed_ = s;
+    return s;
+  }
+
+  // Runs the asynchronous operation `start` begins (it receives a completion handler taking
+  // (error_code, bytes)) until it completes; `ec` and the return value of this function say
+  // how. A limit that ends the operation first is returned as a Status after `abort` has
+  // cancelled the operation and it has completed. `count_speed` subjects the wait to the
+  // low-speed guard.
+  template <class Start, class Abort>
+  absl::Status Run(std::string_view what, std::chrono::milliseconds timeout, bool count_speed,
+                   Start&& start, Abort&& abort, beast::error_code& ec, size_t* bytes = nullptr) {
+    bool done = false;
+    size_t n = 0;
+    auto handler = [&done, &ec, &n](beast::error_code e, size_t k) {
+      ec = e;
+      n = k;
+      done = true;
+    };
+    const Clock::time_point begin = Clock::now();
+    const Clock::time_point op_deadline = begin + timeout;
+    const bool speed_guard =
+        count_speed && timeouts_.low_speed_bytes > 0 && timeouts_.low_speed_window.count() > 0;
+    absl::Status limit;
+    start(handler);
+    while (!done) {
+      ioc_.restart();
+      if (!limit.ok()) {
+        ioc_.run();  // the aborted operation completes with operation_aborted
+        continue;
+      }
+      const Clock::time_point now = Clock::now();
+      Clock::time_point wake = std::min(op_deadline, deadline_);
+      const bool slow_window = speed_guard && window_bytes_ < timeouts_.low_speed_bytes;
+      if (slow_window) wake = std::min(wake, begin + (timeouts_.low_speed_window - window_waited_));
+      if (request_.stop.stop_requested()) {
+        limit = absl::CancelledError(absl::StrCat(Where(what), ": cancelled"));
+      } else if (now >= deadline_) {
+        limit = absl::DeadlineExceededError(absl::StrCat(
+            Where(what), ": exceeded the total deadline of ", Seconds(timeouts_.total)));
+      } else if (now >= op_deadline) {
+        limit = absl::UnavailableError(
+            absl::StrCat(Where(what), ": timed out after ", Seconds(timeout)));
+      } else if (slow_window && now >= wake) {
+        limit = SlowError(what);
+      } else {
+        ioc_.run_until(wake);
+        continue;
+      }
+      abort();
+    }
+    if (speed_guard) {
+      window_waited_ += std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - begin);
+      window_bytes_ += n;
+      if (window_waited_ >= timeouts_.low_speed_window) {
+        const bool slow = window_bytes_ < timeouts_.low_speed_bytes;
+        window_waited_ = std::chrono::milliseconds(0);
+        window_bytes_ = 0;
+        if (slow && limit.ok()) limit = SlowError(what);
+      }
+    }
+    if (bytes != nullptr) *bytes = n;
+    return limit;
+  }
+
+  absl::Status SlowError(std::string_view what) const {
+    return absl::UnavailableError(
+        absl::StrCat(Where(what), ": fewer than ", timeouts_.low_speed_bytes, " bytes in ",
+                     Seconds(timeouts_.low_speed_window), " (low-speed limit)"));
+  }
+
+  // Run() for an operation on the connected socket, cancelled by closing it; a failed
+  // operation becomes Unavailable.
+  template <class Start>
+  absl::Status RunOnSocket(std::string_view what, std::chrono::milliseconds timeout,
+                           bool count_speed, Start&& start, size_t* bytes = nullptr) {
+    beast::error_code ec;
+    absl::Status s = Run(
+        what, timeout, count_speed, start, [this] { Lowest().close(); }, ec, bytes);
+    if (!s.ok()) return s;
+    if (ec) return TransportError(request_, what, ec);
+    return absl::OkStatus();
+  }
+
+  // One socket read appended to buffer_; `eof` when the peer closed the connection.
+  absl::Status Fill(std::string_view what, bool& eof) {
+    eof = false;
+    if (buffer_.size() >= buffer_.max_size()) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat(Where(what), ": response framing (",
+                       parser_.is_header_done() ? "a chunk header or the trailer" : "the header",
+                       ") exceeds ", HttpClient::kMaxBufferBytes, " bytes"));
+    }
+    auto space = buffer_.prepare(std::min(kReadSize, buffer_.max_size() - buffer_.size()));
+    beast::error_code ec;
+    size_t n = 0;
+    absl::Status s = Run(
+        what, timeouts_.io, /*count_speed=*/true,
+        [&](auto done) { WithStream([&](auto& stream) { stream.async_read_some(space, done); }); },
+        [this] { Lowest().close(); }, ec, &n);
+    buffer_.commit(n);
+    if (!s.ok()) return s;
+    if (ec == asio::error::eof) {
+      eof = true;
+      return absl::OkStatus();
+    }
+    if (ec) return TransportError(request_, what, ec);
+    return absl::OkStatus();
+  }
+
+  absl::Status ReadHeader() {
+    while (!parser_.is_header_done()) {
+      if (buffer_.size() > 0) {
+        beast::error_code ec;
+        buffer_.consume(parser_.put(buffer_.data(), ec));
+        if (!ec) continue;
+        if (ec == http::error::header_limit) {
+          return absl::ResourceExhaustedError(
+              absl::StrCat(request_.method, " ", request_.url.Redacted(),
+                           ": response header exceeds ", HttpClient::kMaxHeaderBytes, " bytes"));
+        }
+        if (ec != http::error::need_more) {
+          return TransportError(request_, "parse response header", ec);
+        }
+      }
+      bool eof = false;
+      if (absl::Status s = Fill("read response header", eof); !s.ok()) return s;
+      if (eof) {
+        return TransportError(request_, "read response header", http::error::end_of_stream);
+      }
+    }
+    return absl::OkStatus();
+  }
 
   // Calls f with the connected stream, plain or TLS.
   template <class F>
@@ -245,16 +387,67 @@ class Connection final : public HttpResponse {
 
   HttpRequest request_;
   HttpTimeouts timeouts_;
+  Clock::time_point deadline_;
   // Declaration order is destruction order reversed: streams die before the contexts.
   asio::io_context ioc_;
   std::optional<ssl::context> ssl_ctx_;
   StreamVariant stream_;
-  beast::flat_buffer buffer_;
+  // Bounded: Beast 1.74 keeps a chunk header's extensions and the trailer in the buffer
+  // until their CRLF arrives, with no limit of its own.
+  beast::flat_buffer buffer_{HttpClient::kMaxBufferBytes};
   http::response_parser<http::buffer_body> parser_;
+  absl::Status failed_;  // the first error of ReadBody, returned by every later call
+  // Low-speed guard: time spent waiting in reads and bytes received in the current window.
+  std::chrono::milliseconds window_waited_{0};
+  uint64_t window_bytes_ = 0;
+  // Destroyed first: once gone, no stop request posts to ioc_ any more.
+  std::optional<std::stop_callback<std::function<void()>>> stop_callback_;
 };
 
 bool IsRedirect(int status) {
   return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
+}
+
+// RFC 3986 §3.1: scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) followed by ':', which
+// comes before any '/', '?' or '#' (so "/p?next=http://x" is a path, not an absolute URL).
+bool HasScheme(std::string_view ref) {
+  if (ref.empty() || !absl::ascii_isalpha(static_cast<unsigned char>(ref.front()))) return false;
+  for (char c : ref.substr(1)) {
+    if (c == ':') return true;
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '+' && c != '-' && c != '.') {
+      return false;
+    }
+  }
+  return false;
+}
+
+// RFC 3986 §5.2.4 remove_dot_segments, for a path starting with '/'.
+std::string RemoveDotSegments(std::string_view path) {
+  std::vector<std::string_view> out;
+  size_t start = 1;  // past the leading '/'
+  bool trailing_slash = false;
+  while (start <= path.size()) {
+    size_t end = path.find('/', start);
+    if (end == std::string_view::npos) end = path.size();
+    std::string_view segment = path.substr(start, end - start);
+    trailing_slash = segment == "." || segment == "..";
+    if (segment == "..") {
+      if (!out.empty()) out.pop_back();
+    } else if (segment != ".") {
+      out.push_back(segment);
+    }
+    start = end + 1;
+  }
+  std::string result;
+  for (std::string_view segment : out) absl::StrAppend(&result, "/", ToAbsl(segment));
+  if (trailing_slash || result.empty()) result.push_back('/');
+  return result;
+}
+
+// Bytes that end a URL quoted in free text.
+bool IsUrlDelimiter(char c) {
+  return absl::ascii_isspace(static_cast<unsigned char>(c)) || c == '"' || c == '\'' || c == '<' ||
+         c == '>' || c == '`' || c == '\\';
 }
 
 bool SameOrigin(const Url& a, const Url& b) {
@@ -272,10 +465,16 @@ std::string Url::Authority() const {
 
 std::string Url::String() const { return absl::StrCat(scheme, "://", Authority(), target); }
 
+std::string Url::Redacted() const {
+  size_t query = target.find('?');
+  if (query == std::string::npos) return String();
+  return absl::StrCat(scheme, "://", Authority(), target.substr(0, query), "?redacted");
+}
+
 absl::StatusOr<Url> ParseUrl(std::string_view text) {
   auto bad = [&](std::string_view why) {
     return absl::InvalidArgumentError(
-        absl::StrCat("invalid URL \"", ToAbsl(text), "\": ", ToAbsl(why)));
+        absl::StrCat("invalid URL \"", RedactUrls(text), "\": ", ToAbsl(why)));
   };
   Url url;
   size_t sep = text.find("://");
@@ -321,25 +520,71 @@ absl::StatusOr<Url> ParseUrl(std::string_view text) {
 }
 
 absl::StatusOr<Url> ResolveUrl(const Url& base, std::string_view location) {
-  if (location.find("://") != std::string_view::npos) return ParseUrl(location);
+  // RFC 3986 §5.2 (strict), for the reference forms a Location header can take.
+  if (HasScheme(location)) return ParseUrl(location);
+  location = location.substr(0, location.find('#'));
   if (absl::StartsWith(ToAbsl(location), "//")) {
     return ParseUrl(absl::StrCat(base.scheme, ":", ToAbsl(location)));
   }
+  const size_t base_query = base.target.find('?');
+  const std::string base_path = base.target.substr(0, base_query);
   Url url = base;
-  if (absl::StartsWith(ToAbsl(location), "/")) {
-    url.target = std::string(location);
+  if (location.empty()) {
+    url.target = base.target;
+  } else if (location.front() == '?') {
+    url.target = absl::StrCat(base_path, ToAbsl(location));
   } else {
-    // Relative path: replace everything after the last '/' of the base path.
-    std::string path = base.target.substr(0, base.target.find('?'));
-    url.target = absl::StrCat(path.substr(0, path.rfind('/') + 1), ToAbsl(location));
+    const size_t query = location.find('?');
+    std::string_view path = location.substr(0, query);
+    std::string_view rest = query == std::string_view::npos ? "" : location.substr(query);
+    std::string merged =
+        path.front() == '/'
+            ? std::string(path)
+            : absl::StrCat(base_path.substr(0, base_path.rfind('/') + 1), ToAbsl(path));
+    url.target = absl::StrCat(RemoveDotSegments(merged), ToAbsl(rest));
   }
+  if (url.target.empty() || url.target.front() != '/') url.target.insert(0, "/");
   return url;
+}
+
+std::string RedactUrls(std::string_view text) {
+  std::string out;
+  size_t i = 0;
+  while (i < text.size()) {
+    size_t http = text.find("http", i);
+    if (http == std::string_view::npos) break;
+    std::string_view tail = text.substr(http);
+    size_t scheme_len = absl::StartsWithIgnoreCase(ToAbsl(tail), "https://")  ? 8
+                        : absl::StartsWithIgnoreCase(ToAbsl(tail), "http://") ? 7
+                                                                              : 0;
+    if (scheme_len == 0) {
+      out.append(text.substr(i, http + 4 - i));
+      i = http + 4;
+      continue;
+    }
+    // The URL runs to the first byte that cannot be part of one in a message.
+    size_t end = http + scheme_len;
+    while (end < text.size() && !IsUrlDelimiter(text[end])) ++end;
+    // Punctuation of the sentence around the URL stays visible ("GET <url>: timed out").
+    while (end > http + scheme_len &&
+           absl::string_view(":,;.)").find(text[end - 1]) != absl::string_view::npos) {
+      --end;
+    }
+    out.append(text.substr(i, http - i));
+    std::string_view url = text.substr(http, end - http);
+    size_t cut = url.find_first_of("?#");
+    out.append(url.substr(0, cut));
+    if (cut != std::string_view::npos) out.append("?redacted");
+    i = end;
+  }
+  if (i < text.size()) out.append(text.substr(i));
+  return out;
 }
 
 absl::StatusOr<std::string> HttpResponse::ReadAll(size_t max_bytes) {
   if (auto len = content_length(); len && *len > max_bytes) {
-    return absl::ResourceExhaustedError(absl::StrCat("response body from ", url().String(), " is ",
-                                                     *len, " bytes, limit ", max_bytes));
+    return absl::ResourceExhaustedError(absl::StrCat("response body from ", url().Redacted(),
+                                                     " is ", *len, " bytes, limit ", max_bytes));
   }
   std::string out;
   std::byte chunk[16 * 1024];
@@ -349,7 +594,7 @@ absl::StatusOr<std::string> HttpResponse::ReadAll(size_t max_bytes) {
     if (*n == 0) return out;
     if (out.size() + *n > max_bytes) {
       return absl::ResourceExhaustedError(
-          absl::StrCat("response body from ", url().String(), " exceeds ", max_bytes, " bytes"));
+          absl::StrCat("response body from ", url().Redacted(), " exceeds ", max_bytes, " bytes"));
     }
     out.append(reinterpret_cast<const char*>(chunk), *n);
   }
@@ -358,23 +603,34 @@ absl::StatusOr<std::string> HttpResponse::ReadAll(size_t max_bytes) {
 HttpClient::HttpClient(HttpTimeouts timeouts, std::string user_agent)
     : timeouts_(timeouts), user_agent_(std::move(user_agent)) {}
 
-absl::StatusOr<std::unique_ptr<HttpResponse>> HttpClient::SendOnce(const HttpRequest& request,
-                                                                   const TlsOptions& tls) const {
-  auto conn = std::make_unique<Connection>(request, timeouts_);
+std::string HttpClient::DefaultUserAgent() {
+#ifdef ZSNAP_VERSION
+  return "zsnap/" ZSNAP_VERSION;
+#else
+  return "zsnap/0.1";
+#endif
+}
+
+absl::StatusOr<std::unique_ptr<HttpResponse>> HttpClient::SendOnce(
+    const HttpRequest& request, const TlsOptions& tls, Clock::time_point deadline) const {
+  auto conn = std::make_unique<Connection>(request, timeouts_, deadline);
   if (absl::Status s = conn->Open(tls, user_agent_); !s.ok()) return s;
   return std::unique_ptr<HttpResponse>(std::move(conn));
 }
 
 absl::StatusOr<std::unique_ptr<HttpResponse>> HttpClient::Send(const HttpRequest& request,
                                                                const TlsOptions& tls) const {
+  const Clock::time_point deadline = request.bounded && timeouts_.total.count() > 0
+                                         ? Clock::now() + timeouts_.total
+                                         : Clock::time_point::max();
   HttpRequest current = request;
   for (int redirects = 0;; ++redirects) {
-    absl::StatusOr<std::unique_ptr<HttpResponse>> response = SendOnce(current, tls);
+    absl::StatusOr<std::unique_ptr<HttpResponse>> response = SendOnce(current, tls, deadline);
     if (!response.ok() || !IsRedirect((*response)->status())) return response;
     std::optional<std::string> location = (*response)->Header("Location");
     if (!location) return response;
     if (redirects == kMaxRedirects) {
-      return absl::UnavailableError(absl::StrCat(request.method, " ", request.url.String(),
+      return absl::UnavailableError(absl::StrCat(request.method, " ", request.url.Redacted(),
                                                  ": more than ", kMaxRedirects, " redirects"));
     }
     absl::StatusOr<Url> next = ResolveUrl(current.url, *location);
@@ -386,14 +642,19 @@ absl::StatusOr<std::unique_ptr<HttpResponse>> HttpClient::Send(const HttpRequest
     }
     current.url = *std::move(next);
     // Credentials go only to the origin they were meant for; headers set for the original
-    // origin come back if a later redirect returns there.
+    // origin come back if a later redirect returns there. Another origin gets what the
+    // authorize hook has for it (containerd remotes/docker/resolver.go request.do: the
+    // client's CheckRedirect calls authorize(), which looks the handler up by req.URL.Host).
     current.headers.clear();
+    const bool same_origin = SameOrigin(current.url, request.url);
     for (const auto& header : request.headers) {
-      if (absl::EqualsIgnoreCase(header.first, "Authorization") &&
-          !SameOrigin(current.url, request.url)) {
-        continue;
-      }
+      if (absl::EqualsIgnoreCase(header.first, "Authorization") && !same_origin) continue;
       current.headers.push_back(header);
+    }
+    if (!same_origin && request.authorize) {
+      if (std::optional<std::string> authorization = request.authorize(current.url)) {
+        current.headers.emplace_back("Authorization", *std::move(authorization));
+      }
     }
   }
 }
