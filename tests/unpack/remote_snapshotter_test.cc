@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "codec_test_util.h"
+#include "fake_image_source.h"
 #include "overlay/dir_util.h"
 #include "tar_builder.h"
 #include "unpack/digest.h"
@@ -24,170 +25,11 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
+using testing::Bytes;
+using testing::FakeImageSource;
+using testing::FakeLayer;
+using testing::RecordingObserver;
 using testing::TarBuilder;
-
-std::span<const std::byte> Bytes(std::string_view s) {
-  return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
-}
-
-class StringByteSource : public ByteSource {
- public:
-  explicit StringByteSource(std::string data) : data_(std::move(data)) {}
-  absl::StatusOr<size_t> Read(std::span<std::byte> buf) override {
-    size_t n = std::min(buf.size(), data_.size() - pos_);
-    std::memcpy(buf.data(), data_.data() + pos_, n);
-    pos_ += n;
-    return n;
-  }
-
- private:
-  std::string data_;
-  size_t pos_ = 0;
-};
-
-struct FakeLayer {
-  std::string tar;
-  enum { kGzip, kZstd, kPlain } codec = kGzip;
-};
-
-class FakeImageSource : public ImageSource {
- public:
-  struct Image {
-    Manifest manifest;
-    std::string config;
-    std::vector<std::string> diff_ids;
-  };
-
-  // Registers an image; returns its reference pinned by manifest digest.
-  Reference AddImage(const std::string& repo, const std::vector<FakeLayer>& layers) {
-    Image img;
-    nlohmann::json config = {{"architecture", "amd64"}, {"os", "linux"}};
-    config["rootfs"] = {{"type", "layers"}, {"diff_ids", nlohmann::json::array()}};
-    std::string manifest_text = repo;
-    for (const FakeLayer& l : layers) {
-      std::string blob, media;
-      switch (l.codec) {
-        case FakeLayer::kGzip:
-          blob = testing::GzipMember(l.tar);
-          media = "application/vnd.oci.image.layer.v1.tar+gzip";
-          break;
-        case FakeLayer::kZstd:
-          blob = testing::ZstdFrame(l.tar);
-          media = "application/vnd.oci.image.layer.v1.tar+zstd";
-          break;
-        case FakeLayer::kPlain:
-          blob = l.tar;
-          media = "application/vnd.oci.image.layer.v1.tar";
-          break;
-      }
-      Descriptor d;
-      d.media_type = media;
-      d.digest = Sha256Digest(Bytes(blob));
-      d.size = blob.size();
-      absl::MutexLock lock(&mu_);
-      blobs_[d.digest] = blob;
-      img.manifest.layers.push_back(d);
-      std::string diff_id = Sha256Digest(Bytes(l.tar));
-      config["rootfs"]["diff_ids"].push_back(diff_id);
-      img.diff_ids.push_back(diff_id);
-      manifest_text += d.digest;
-    }
-    img.config = config.dump();
-    img.manifest.config.media_type = "application/vnd.oci.image.config.v1+json";
-    img.manifest.config.digest = Sha256Digest(Bytes(img.config));
-    img.manifest.config.size = img.config.size();
-    img.manifest.media_type = "application/vnd.oci.image.manifest.v1+json";
-    img.manifest.bytes = manifest_text;
-    img.manifest.digest = Sha256Digest(Bytes(manifest_text));
-    Reference ref{.registry = "127.0.0.1:5000", .repository = repo, .tag = "v1",
-                  .digest = img.manifest.digest};
-    absl::MutexLock lock(&mu_);
-    images_[ref.digest] = img;
-    return ref;
-  }
-
-  absl::StatusOr<ImageInfo> Resolve(const Reference& ref) override {
-    absl::MutexLock lock(&mu_);
-    resolves_++;
-    auto it = images_.find(ref.digest);
-    if (it == images_.end()) return absl::NotFoundError(absl::StrCat("manifest ", ref.digest));
-    return MakeImageInfo(ref, it->second.manifest, it->second.config);
-  }
-
-  absl::StatusOr<std::unique_ptr<ByteSource>> OpenBlob(const Reference& ref,
-                                                       const Descriptor& layer) override {
-    absl::MutexLock lock(&mu_);
-    opens_[layer.digest]++;
-    mu_.Await(absl::Condition(
-        +[](bool* held) { return !*held; }, &hold_));
-    if (auto f = failures_.find(layer.digest); f != failures_.end()) return f->second;
-    auto it = blobs_.find(layer.digest);
-    if (it == blobs_.end()) return absl::NotFoundError(absl::StrCat("blob ", layer.digest));
-    std::string data = it->second;
-    if (auto c = corrupt_.find(layer.digest); c != corrupt_.end()) data = c->second;
-    return std::make_unique<StringByteSource>(std::move(data));
-  }
-
-  void Fail(const std::string& digest, absl::Status s) {
-    absl::MutexLock lock(&mu_);
-    failures_[digest] = std::move(s);
-  }
-  void Corrupt(const std::string& digest, std::string bytes) {
-    absl::MutexLock lock(&mu_);
-    corrupt_[digest] = std::move(bytes);
-  }
-  void Hold(bool hold) {
-    absl::MutexLock lock(&mu_);
-    hold_ = hold;
-  }
-  int Opens(const std::string& digest) {
-    absl::MutexLock lock(&mu_);
-    return opens_[digest];
-  }
-  int TotalOpens() {
-    absl::MutexLock lock(&mu_);
-    int n = 0;
-    for (auto& [d, c] : opens_) n += c;
-    return n;
-  }
-  const Image& Get(const Reference& ref) {
-    absl::MutexLock lock(&mu_);
-    return images_.at(ref.digest);
-  }
-
- private:
-  absl::Mutex mu_;
-  std::map<std::string, Image> images_;
-  std::map<std::string, std::string> blobs_;
-  std::map<std::string, absl::Status> failures_;
-  std::map<std::string, std::string> corrupt_;
-  std::map<std::string, int> opens_;
-  int resolves_ = 0;
-  bool hold_ = false;
-};
-
-class RecordingObserver : public PullObserver {
- public:
-  void OnLayer(const LayerRecord& r) override {
-    absl::MutexLock lock(&mu_);
-    layers.push_back(r);
-  }
-  void OnImage(const ImageRecord& r) override {
-    absl::MutexLock lock(&mu_);
-    images.push_back(r);
-  }
-  void OnFallback(std::string_view reason, std::string_view detail) override {
-    absl::MutexLock lock(&mu_);
-    fallbacks.emplace_back(reason, detail);
-  }
-  void OnInFlight(int delta) override { in_flight += delta; }
-
-  absl::Mutex mu_;
-  std::vector<LayerRecord> layers;
-  std::vector<ImageRecord> images;
-  std::vector<std::pair<std::string, std::string>> fallbacks;
-  std::atomic<int> in_flight{0};
-};
 
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -205,6 +47,7 @@ class RemoteSnapshotterTest : public ::testing::Test {
     Open(absl::Minutes(10));
   }
   void TearDown() override {
+    source_.ReleaseAll();
     snap_.reset();
     puller_.reset();
     (void)overlay::RemoveTree(dir_);
