@@ -22,8 +22,9 @@
 //   writer_threads = 0
 //   # Upper bound on the uncompressed tar stream of one layer, in bytes (> 0).
 //   max_uncompressed_bytes = 68719476736   # 64 GiB
-//   # Largest zstd window accepted (ZSTD_d_windowLogMax), 10..31; 27 = 128 MiB.
-//   zstd_window_log_max = 27
+//   # Largest zstd window accepted (ZSTD_d_windowLogMax), 10..31; 29 = 512 MiB, the limit
+//   # of containerd's own zstd decoder. Memory per layer: the declared window + ~0.5 MiB.
+//   zstd_window_log_max = 29
 //
 //   [remote]
 //   # Fetch and unpack layers itself when containerd prepares them with the target and CRI

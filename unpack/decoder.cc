@@ -2,10 +2,14 @@
 
 #include <algorithm>
 #include <cstring>
+#include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "unpack/gzip_decoder.h"
+#include "unpack/posix_status.h"
 #include "unpack/zstd_decoder.h"
 
 namespace zsnap::unpack {
@@ -40,39 +44,60 @@ std::string_view CodecName(Codec codec) {
   return "unknown";
 }
 
+// containerd archive/compression/compression.go DetectCompression: gzipMagic is 1f 8b 08
+// (deflate, the only method gzip defines), zstdMatcher takes the frame magic, or a skippable
+// frame magic (0x184D2A50..5F, little endian) once at least 8 bytes are there.
 Codec DetectCodec(std::span<const std::byte> prefix) {
   auto at = [&](size_t i) { return std::to_integer<unsigned>(prefix[i]); };
-  if (prefix.size() >= 2 && at(0) == 0x1f && at(1) == 0x8b) return Codec::kGzip;
+  if (prefix.size() >= 3 && at(0) == 0x1f && at(1) == 0x8b && at(2) == 0x08) return Codec::kGzip;
   if (prefix.size() >= 4 && at(0) == 0x28 && at(1) == 0xb5 && at(2) == 0x2f && at(3) == 0xfd) {
     return Codec::kZstd;
   }
-  if (prefix.size() >= 4 && (at(0) & 0xf0) == 0x50 && at(1) == 0x2a && at(2) == 0x4d &&
+  if (prefix.size() >= 8 && (at(0) & 0xf0) == 0x50 && at(1) == 0x2a && at(2) == 0x4d &&
       at(3) == 0x18) {
     return Codec::kZstd;  // a skippable frame opening a zstd stream
   }
   return Codec::kPlain;
 }
 
+// containerd images/mediatypes.go DiffCompression (with parseMediaTypes: the base is what
+// precedes the first '+', the '+' extensions are sorted and the last one counts), as
+// diff/stream.go compressedHandler uses it for the applier (diff/apply/apply.go Apply ->
+// diff.GetProcessor): "gzip", "zstd" and "unknown" all lead to compression.DecompressStream,
+// which picks the decoder from the magic bytes whatever the label said; "" means the bytes
+// go to the tar reader as they are; an error means no processor: the layer is refused.
 absl::StatusOr<Codec> CodecForMediaType(std::string_view media_type) {
+  // zsnap's own convenience (`zsnap unpack` without --media-type): detect. containerd never
+  // applies a descriptor without a media type.
   if (media_type.empty()) return Codec::kDetect;
-  auto ends_with = [&](std::string_view s) { return media_type.ends_with(s); };
-  auto has = [&](std::string_view s) { return media_type.find(s) != std::string_view::npos; };
-  bool layer = has(".layer.") || has(".rootfs.");
-  if (layer && has("encrypted")) {
-    return absl::InvalidArgumentError(absl::StrCat("media type ", std::string(media_type),
-                                                   ": encrypted layers are not supported"));
-  }
-  if (layer) {
-    if (ends_with("+gzip") || ends_with(".tar.gzip")) return Codec::kGzip;
-    if (ends_with("+zstd") || ends_with(".tar.zstd")) return Codec::kZstd;
-    if (ends_with(".tar")) return Codec::kPlain;
-    return Codec::kDetect;
-  }
-  if (ends_with("+json") || has(".manifest.") || has(".index.") || has(".config.")) {
+  const std::string mt(media_type);
+  std::vector<absl::string_view> ext = absl::StrSplit(ToAbsl(media_type), '+');
+  const absl::string_view base = ext.front();
+  ext.erase(ext.begin());
+  std::sort(ext.begin(), ext.end());
+  // No stream processor for encrypted layers is configured (containerd needs imgcrypt's
+  // ctd-decoder for them); containerd would feed the ciphertext to its tar reader and fail.
+  if (std::find(ext.begin(), ext.end(), "encrypted") != ext.end()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("media type ", std::string(media_type), " is not a layer"));
+        absl::StrCat("media type ", mt, ": encrypted layers are not supported"));
   }
-  return Codec::kDetect;
+  if (base == "application/vnd.docker.image.rootfs.diff.tar" ||
+      base == "application/vnd.docker.image.rootfs.foreign.diff.tar") {
+    // "may have been compressed but failed to use the correct media type": detect.
+    return ext.empty() ? Codec::kDetect : Codec::kPlain;
+  }
+  if (base == "application/vnd.docker.image.rootfs.diff.tar.gzip" ||
+      base == "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip") {
+    return ext.empty() ? Codec::kGzip : Codec::kPlain;
+  }
+  if (base == "application/vnd.oci.image.layer.v1.tar" ||
+      base == "application/vnd.oci.image.layer.nondistributable.v1.tar") {
+    if (!ext.empty() && ext.back() == "gzip") return Codec::kGzip;
+    if (!ext.empty() && ext.back() == "zstd") return Codec::kZstd;
+    return Codec::kPlain;
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "media type ", mt, " is not a layer containerd can apply (no processor for media-type)"));
 }
 
 absl::StatusOr<std::unique_ptr<Decoder>> MakeDecoder(Codec codec, const UnpackLimits& limits) {

@@ -46,8 +46,9 @@ class Decoder {
 // "gzip", "zstd", "plain" ("detect" for kDetect).
 std::string_view CodecName(Codec codec);
 
-// Magic sniffing: 1f 8b -> gzip, 28 b5 2f fd -> zstd, anything else (including a prefix too
-// short to tell) -> plain. Looks at most at the first 4 bytes.
+// Magic sniffing as containerd's compression.DetectCompression: 1f 8b 08 -> gzip, 28 b5 2f fd
+// (or a skippable frame, given 8 bytes) -> zstd, anything else (including a prefix too short
+// to tell) -> plain. Looks at most at the first 8 bytes.
 Codec DetectCodec(std::span<const std::byte> prefix);
 
 // A decoder for `codec` (not kDetect: detect first) honouring `limits`.

@@ -9,9 +9,10 @@
 //   calling thread  ExtractTar pulls chunks through QueueChunkSource; ExtractTar's own
 //                   writer threads
 //
-// Memory is bounded by construction: (kInBuffers + kOutBuffers) MiB of buffers plus the
-// decoder state (ISA-L ~100 KiB; zstd up to 2^zstd_window_log_max). A full queue blocks its
-// producer; an empty one blocks its consumer. One std::stop_source (`abort`) is requested
+// Memory is bounded by construction: (kInBuffers + kOutBuffers) MiB of buffers, the
+// extractor's writer slabs, and the decoder state (ISA-L ~100 KiB; zstd the window a frame
+// declares, at most 2^zstd_window_log_max, plus ~0.5 MiB). A full queue blocks its producer;
+// an empty one blocks its consumer. One std::stop_source (`abort`) is requested
 // when a stage fails or the caller cancels; every blocking wait watches it, so all stages
 // unwind and the threads (std::jthread, never detached) are joined before returning.
 //
@@ -208,7 +209,11 @@ class DecodeStage {
 
  private:
   bool CreateDecoder(std::span<const std::byte> prefix) {
-    Codec codec = p_.options.codec == Codec::kDetect ? DetectCodec(prefix) : p_.options.codec;
+    // containerd diff/stream.go compressedHandler: a media type that says "compressed" (or
+    // "maybe") gets compression.DecompressStream, which trusts the magic bytes, not the
+    // label; only an uncompressed OCI type skips detection (stdProcessor). `prefix` is the
+    // first input buffer, filled to 1 MiB or the end of the stream, so always long enough.
+    Codec codec = p_.options.codec == Codec::kPlain ? Codec::kPlain : DetectCodec(prefix);
     absl::StatusOr<std::unique_ptr<Decoder>> d = MakeDecoder(codec, p_.options.limits);
     if (!d.ok()) {
       p_.Fail(d.status());

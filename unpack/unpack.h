@@ -35,20 +35,31 @@ class ByteSource {
   virtual int retries() const { return 0; }
 };
 
+// What a layer's media type says about its bytes. As in containerd's applier, only kPlain is
+// binding (the bytes are the tar stream, no decompression); kDetect, kGzip and kZstd all mean
+// "decompress", and the decoder is chosen from the magic bytes (containerd's
+// compression.DecompressStream), so a zstd blob labelled +gzip, a plain tar labelled +zstd
+// or a gzip blob labelled as a docker plain tar all apply.
 enum class Codec { kDetect, kPlain, kGzip, kZstd };
 
-// Media type -> codec ("application/vnd.oci.image.layer.v1.tar+gzip" etc.); kDetect for
-// empty or unknown, InvalidArgument for a media type that is not a layer.
+// Media type -> Codec, containerd's images.DiffCompression: OCI layer (and nondistributable)
+// types -> kGzip/kZstd by their last sorted '+' extension, else kPlain; docker rootfs.diff.tar
+// (and foreign) -> kDetect, .tar.gzip -> kGzip, either with a '+' extension -> kPlain.
+// Anything else (manifests, configs, unknown types) is InvalidArgument, as containerd finds
+// no stream processor for it; so is an encrypted layer. "" -> kDetect (the CLI's default).
 absl::StatusOr<Codec> CodecForMediaType(std::string_view media_type);
 
 struct UnpackLimits {
   uint64_t max_uncompressed_bytes = 64ull << 30;  // sum of tar stream bytes
   uint64_t max_entries = 10'000'000;
-  int zstd_window_log_max = 27;  // 128 MiB, zstd's own default limit
+  // Largest zstd window (ZSTD_d_windowLogMax): 29 = 512 MiB, containerd's limit (its zstd
+  // decoder, klauspost/compress zstd, defaults WithDecoderMaxWindow to MaxWindowSize =
+  // 1 << 29). Decoder memory is at most the window a frame declares plus ~0.5 MiB.
+  int zstd_window_log_max = 29;
 };
 
 struct UnpackOptions {
-  Codec codec = Codec::kDetect;
+  Codec codec = Codec::kDetect;  // from CodecForMediaType; only kPlain skips the magic check
   std::string layer_name;                    // for messages, e.g. the compressed digest
   std::optional<std::string> expected_digest;   // "sha256:<hex>" of the compressed stream
   std::optional<std::string> expected_diff_id;  // "sha256:<hex>" of the tar stream

@@ -1,7 +1,8 @@
 // ZstdDecoder: streaming zstd over ZSTD_decompressStream. Concatenated frames and skippable
 // frames are accepted (zstd's streaming API handles both); the window a frame may demand is
 // capped by ZSTD_d_windowLogMax, so a hostile header cannot make us allocate more than
-// 2^window_log_max bytes. A stream that ends inside a frame is an error (zstd
+// 2^window_log_max bytes (plus the ~0.5 MiB of tables and block buffers); a frame is given the
+// window it declares (the content size, for a single-segment frame), not the limit. A stream that ends inside a frame is an error (zstd
 // examples/streaming_decompression.c).
 //
 // Thread safety: one thread at a time.
@@ -25,6 +26,10 @@ class ZstdDecoder final : public Decoder {
   absl::StatusOr<Progress> Decode(std::span<const std::byte> in, std::span<std::byte> out) override;
   absl::Status Finish() override;
   Codec codec() const override { return Codec::kZstd; }
+
+  // Bytes the decoder holds now (ZSTD_sizeof_DCtx): its tables plus the window buffer sized
+  // for the current frame, so never more than 2^window_log_max + ~0.5 MiB.
+  size_t memory_bytes() const { return ZSTD_sizeof_DCtx(dctx_.get()); }
 
  private:
   struct DctxFree {

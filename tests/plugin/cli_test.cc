@@ -88,7 +88,7 @@ TEST(CliTest, ConfigDefaultAndCheck) {
   Result r = RunZsnap({"config", "default"});
   ASSERT_EQ(r.code, kExitOk);
   EXPECT_THAT(r.out, HasSubstr("root = '/var/lib/zsnap'"));
-  EXPECT_THAT(r.out, HasSubstr("zstd_window_log_max = 27"));
+  EXPECT_THAT(r.out, HasSubstr("zstd_window_log_max = 29"));
 
   testing::TempDir dir;
   const std::string good = dir.Sub("good.toml");

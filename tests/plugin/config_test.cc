@@ -25,7 +25,7 @@ TEST(ConfigTest, EmptyDocumentIsTheDefaults) {
   EXPECT_EQ(config->userxattr, UserXattr::kAuto);
   EXPECT_EQ(config->unpack.writer_threads, 0);
   EXPECT_EQ(config->unpack.max_uncompressed_bytes, uint64_t{64} << 30);
-  EXPECT_EQ(config->unpack.zstd_window_log_max, 27);
+  EXPECT_EQ(config->unpack.zstd_window_log_max, 29);
   EXPECT_EQ(*config, Config());
 }
 

@@ -86,19 +86,41 @@ inline std::string ZstdFrame(std::string_view data, int level = 3) {
   return out;
 }
 
-// A frame whose header declares a window of 2^window_log (content size unknown, so the
-// decoder cannot shrink the window to the content).
+// A frame whose header declares a window of 2^window_log whatever the data size (zstd
+// --long=N on a pipe): the input goes in with ZSTD_e_continue first, so the compressor never
+// learns the size and cannot shrink the window to it, and no content size is written, so the
+// decoder cannot either.
 inline std::string ZstdFrameWithWindow(std::string_view data, int window_log) {
   ZSTD_CCtx* cctx = ZSTD_createCCtx();
   ZSTD_CCtx_setParameter(cctx, ZSTD_c_windowLog, window_log);
   ZSTD_CCtx_setParameter(cctx, ZSTD_c_contentSizeFlag, 0);
+  ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1);
   std::string out(ZSTD_compressBound(data.size()) + 64, '\0');
   ZSTD_outBuffer o{out.data(), out.size(), 0};
   ZSTD_inBuffer i{data.data(), data.size(), 0};
-  if (ZSTD_compressStream2(cctx, &o, &i, ZSTD_e_end) != 0) abort();
+  if (ZSTD_isError(ZSTD_compressStream2(cctx, &o, &i, ZSTD_e_continue))) abort();
+  ZSTD_inBuffer none{nullptr, 0, 0};
+  if (ZSTD_compressStream2(cctx, &o, &none, ZSTD_e_end) != 0) abort();
   ZSTD_freeCCtx(cctx);
   out.resize(o.pos);
   return out;
+}
+
+// The window a frame header declares (RFC 8878 3.1.1.1.2), 0 for a single-segment frame.
+inline uint64_t ZstdDeclaredWindow(std::string_view frame) {
+  const auto fhd = static_cast<unsigned char>(frame[4]);
+  if ((fhd & 0x20) != 0) return 0;
+  const auto wd = static_cast<unsigned char>(frame[5]);
+  const uint64_t base = uint64_t{1} << (10 + (wd >> 3));
+  return base + base / 8 * (wd & 7);
+}
+
+// `frame` with its window descriptor rewritten to exponent `exponent` (window 2^(10+e)) and
+// mantissa `mantissa` (+ m/8 of that): a header asking for more than its blocks need.
+inline std::string ZstdWithWindowDescriptor(std::string frame, int exponent, int mantissa) {
+  if ((static_cast<unsigned char>(frame[4]) & 0x20) != 0) abort();  // single segment: none
+  frame[5] = static_cast<char>((exponent << 3) | mantissa);
+  return frame;
 }
 
 // Skippable frame (RFC 8878 3.1.2): magic 0x184D2A50 + variant, LE32 size, payload.

@@ -17,7 +17,13 @@ TEST(DecoderTest, DetectCodecByMagic) {
   EXPECT_EQ(DetectCodec(AsBytes("")), Codec::kPlain);
   EXPECT_EQ(DetectCodec(AsBytes("\x1f")), Codec::kPlain);
   EXPECT_EQ(DetectCodec(AsBytes("\x28\xb5\x2f")), Codec::kPlain);
-  EXPECT_EQ(DetectCodec(AsBytes(std::string("\x1f\x8b", 2))), Codec::kGzip);
+  // containerd's gzipMagic is three bytes (1f 8b 08: deflate); its skippable-frame matcher
+  // wants 8.
+  EXPECT_EQ(DetectCodec(AsBytes(std::string("\x1f\x8b", 2))), Codec::kPlain);
+  EXPECT_EQ(DetectCodec(AsBytes(std::string("\x1f\x8b\x07", 3))), Codec::kPlain);
+  EXPECT_EQ(DetectCodec(AsBytes(std::string("\x1f\x8b\x08", 3))), Codec::kGzip);
+  EXPECT_EQ(DetectCodec(AsBytes(std::string("\x50\x2a\x4d\x18\0\0\0", 7))), Codec::kPlain);
+  EXPECT_EQ(DetectCodec(AsBytes(std::string("\x5f\x2a\x4d\x18\0\0\0\0", 8))), Codec::kZstd);
   // A zstd stream may open with a skippable frame (magic 0x184D2A5?).
   EXPECT_EQ(DetectCodec(AsBytes(testing::ZstdSkippableFrame("m", 7) + testing::ZstdFrame("x"))),
             Codec::kZstd);
@@ -48,6 +54,7 @@ TEST(DecoderTest, CodecNames) {
   EXPECT_EQ(CodecName(Codec::kPlain), "plain");
 }
 
+// containerd images/mediatypes.go DiffCompression, case by case.
 TEST(DecoderTest, CodecForMediaType) {
   auto is = [](std::string_view mt, Codec want) {
     auto c = CodecForMediaType(mt);
@@ -56,19 +63,36 @@ TEST(DecoderTest, CodecForMediaType) {
   EXPECT_TRUE(is("application/vnd.oci.image.layer.v1.tar", Codec::kPlain));
   EXPECT_TRUE(is("application/vnd.oci.image.layer.v1.tar+gzip", Codec::kGzip));
   EXPECT_TRUE(is("application/vnd.oci.image.layer.v1.tar+zstd", Codec::kZstd));
+  EXPECT_TRUE(is("application/vnd.oci.image.layer.v1.tar+foo", Codec::kPlain));
+  // Extensions sorted, the last one counts.
+  EXPECT_TRUE(is("application/vnd.oci.image.layer.v1.tar+zstd+gzip", Codec::kZstd));
+  EXPECT_TRUE(is("application/vnd.oci.image.layer.v1.tar+gzip+foo", Codec::kGzip));
+  EXPECT_TRUE(is("application/vnd.oci.image.layer.v1.tar+gzip+zz", Codec::kPlain));
   EXPECT_TRUE(is("application/vnd.oci.image.layer.nondistributable.v1.tar+gzip", Codec::kGzip));
+  EXPECT_TRUE(is("application/vnd.oci.image.layer.nondistributable.v1.tar", Codec::kPlain));
   EXPECT_TRUE(is("application/vnd.docker.image.rootfs.diff.tar.gzip", Codec::kGzip));
   EXPECT_TRUE(is("application/vnd.docker.image.rootfs.foreign.diff.tar.gzip", Codec::kGzip));
-  EXPECT_TRUE(is("application/vnd.docker.image.rootfs.diff.tar", Codec::kPlain));
-  EXPECT_TRUE(is("", Codec::kDetect));
-  EXPECT_TRUE(is("application/octet-stream", Codec::kDetect));
-  EXPECT_EQ(CodecForMediaType("application/vnd.oci.image.manifest.v1+json").status().code(),
-            absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(CodecForMediaType("application/vnd.oci.image.config.v1+json").status().code(),
-            absl::StatusCode::kInvalidArgument);
+  // Docker's uncompressed types may be compressed anyway: detect.
+  EXPECT_TRUE(is("application/vnd.docker.image.rootfs.diff.tar", Codec::kDetect));
+  EXPECT_TRUE(is("application/vnd.docker.image.rootfs.foreign.diff.tar", Codec::kDetect));
+  // Wrapped docker types go to the tar reader as they are.
+  EXPECT_TRUE(is("application/vnd.docker.image.rootfs.diff.tar+x", Codec::kPlain));
+  EXPECT_TRUE(is("application/vnd.docker.image.rootfs.diff.tar.gzip+x", Codec::kPlain));
+  EXPECT_TRUE(is("", Codec::kDetect));  // the CLI without --media-type
+  // No processor in containerd: refused.
+  for (const char* mt : {"application/octet-stream", "application/vnd.oci.image.manifest.v1+json",
+                         "application/vnd.oci.image.config.v1+json",
+                         "application/vnd.docker.image.rootfs.diff.tar.zstd",
+                         "application/vnd.oci.image.layer.v1.tar.gzip",
+                         "Application/vnd.oci.image.layer.v1.tar+gzip",
+                         "application/vnd.in-toto+json", "text/plain"}) {
+    EXPECT_EQ(CodecForMediaType(mt).status().code(), absl::StatusCode::kInvalidArgument) << mt;
+  }
   EXPECT_EQ(
       CodecForMediaType("application/vnd.oci.image.layer.v1.tar+gzip+encrypted").status().code(),
       absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(CodecForMediaType("application/vnd.oci.image.layer.v1.tar+encrypted").status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

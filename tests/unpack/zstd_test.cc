@@ -13,10 +13,12 @@ using testing::DecodeAll;
 using ::testing::HasSubstr;
 using testing::MakePayload;
 using testing::ZstdFrame;
+using testing::ZstdDeclaredWindow;
 using testing::ZstdFrameWithWindow;
 using testing::ZstdSkippableFrame;
+using testing::ZstdWithWindowDescriptor;
 
-std::unique_ptr<Decoder> NewZstd(int window_log_max = 27) {
+std::unique_ptr<Decoder> NewZstd(int window_log_max = UnpackLimits{}.zstd_window_log_max) {
   auto d = ZstdDecoder::Create(window_log_max);
   EXPECT_TRUE(d.ok()) << d.status();
   return *std::move(d);
@@ -85,13 +87,66 @@ TEST(ZstdDecoderTest, WindowAboveLimitIsRejected) {
   EXPECT_EQ(got.status().code(), absl::StatusCode::kResourceExhausted) << got.status();
   EXPECT_THAT(got.status().message(), HasSubstr("zstd_window_log_max=20"));
   // The same frame decodes under the default limit.
-  EXPECT_TRUE(DecodeAll(*NewZstd(27), z).ok());
+  EXPECT_TRUE(DecodeAll(*NewZstd(), z).ok());
 }
 
 TEST(ZstdDecoderTest, HandCraftedHugeWindowHeader) {
   // Frame header: magic, FHD=0 (no single-segment, no content size), window descriptor
   // exponent 31-10 -> 2 GiB window, then nothing. Must be refused before any allocation.
   std::string z("\x28\xb5\x2f\xfd\x00\xa8", 6);
+  z += std::string(16, '\0');
+  auto got = DecodeAll(*NewZstd(), z);
+  EXPECT_EQ(got.status().code(), absl::StatusCode::kResourceExhausted) << got.status();
+}
+
+// Issue 12: containerd's zstd decoder (klauspost/compress zstd, framedec.go: a frame is
+// refused only if its WindowSize > maxWindowSize, default MaxWindowSize = 1 << 29) applies
+// layers compressed with zstd --long=28 or 29; zsnap refused anything above 128 MiB.
+TEST(ZstdDecoderTest, WindowOf256MiBDecodesUnderTheDefaultLimit) {
+  const std::string data = MakePayload(200'000);
+  const std::string z = ZstdFrameWithWindow(data, 28);
+  ASSERT_EQ(ZstdDeclaredWindow(z), uint64_t{1} << 28);
+  std::unique_ptr<Decoder> d = NewZstd();
+  auto got = DecodeAll(*d, z);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(*got, data);
+  // Memory follows the declared window, plus well under 1 MiB of tables and block buffers.
+  EXPECT_LE(static_cast<ZstdDecoder&>(*d).memory_bytes(), (size_t{1} << 28) + (1 << 20));
+}
+
+TEST(ZstdDecoderTest, MemoryFollowsTheDeclaredWindowNotTheLimit) {
+  const std::string data = MakePayload(200'000);
+  std::unique_ptr<Decoder> d = NewZstd();
+  ASSERT_TRUE(DecodeAll(*d, ZstdFrameWithWindow(data, 20)).ok());
+  EXPECT_LE(static_cast<ZstdDecoder&>(*d).memory_bytes(), (size_t{1} << 20) + (1 << 20));
+}
+
+// Exactly containerd's 512 MiB is accepted; one mantissa step above (576 MiB) is refused
+// before the window is allocated, naming the limit.
+TEST(ZstdDecoderTest, ContainerdWindowLimitIsTheBoundary) {
+  const std::string data = MakePayload(50'000);
+  const std::string z = ZstdFrameWithWindow(data, 20);
+  const std::string at_limit = ZstdWithWindowDescriptor(z, 29 - 10, 0);
+  ASSERT_EQ(ZstdDeclaredWindow(at_limit), uint64_t{1} << 29);
+  auto ok = DecodeAll(*NewZstd(), at_limit);
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(*ok, data);
+
+  const std::string above = ZstdWithWindowDescriptor(z, 29 - 10, 1);
+  ASSERT_EQ(ZstdDeclaredWindow(above), (uint64_t{1} << 29) + (uint64_t{1} << 26));
+  std::unique_ptr<Decoder> d = NewZstd();
+  auto got = DecodeAll(*d, above);
+  EXPECT_EQ(got.status().code(), absl::StatusCode::kResourceExhausted) << got.status();
+  EXPECT_THAT(got.status().message(),
+              HasSubstr("frame window exceeds the limit zstd_window_log_max=29 (512 MiB)"));
+  EXPECT_LE(static_cast<ZstdDecoder&>(*d).memory_bytes(), size_t{1} << 20);
+}
+
+// A single-segment frame's window is its content size: one declaring 1 GiB of content is held
+// to the same limit (klauspost would allow it up to its 64 GiB maxDecodedSize; see README).
+TEST(ZstdDecoderTest, SingleSegmentFrameAboveTheLimitIsRefused) {
+  // FHD 0xa0: single segment, 4-byte content size; content size 2^30; then filler.
+  std::string z("\x28\xb5\x2f\xfd\xa0\x00\x00\x00\x40", 9);
   z += std::string(16, '\0');
   auto got = DecodeAll(*NewZstd(), z);
   EXPECT_EQ(got.status().code(), absl::StatusCode::kResourceExhausted) << got.status();
