@@ -33,8 +33,6 @@ KNOWN_DIFFERENT=(
   sparse               # GNU sparse in its PAX 0.0/0.1/1.0 forms
   eof                  # missing/short padding of the last member, one or no zero blocks, data after a zero block
   truncate             # a stream cut short (containerd: unexpected EOF)
-  mediatype-mismatch   # codec detected by magic, not by media type (DecompressStream)
-  mediatype-unknown    # media types containerd's applier has no processor for
   empty-blob           # a zero-byte blob is an empty layer
   symlink-parent       # parents created through a symlinked parent (mkparent after a dir became a symlink)
   dir-replaced         # a directory a header named is replaced or whited out later (containerd fails setting its times)
