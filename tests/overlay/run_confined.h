@@ -76,9 +76,10 @@ inline ConfinedResult RunConfined(std::function<ConfinedResult()> work) {
   int status = 0;
   waitpid(pid, &status, 0);
   if (n != static_cast<ssize_t>(sizeof(result))) {
-    return FromStatus(absl::InternalError(
-        WIFSIGNALED(status) ? "confined work crashed with signal " + std::to_string(WTERMSIG(status))
-                            : "confined work exited without a result"));
+    return FromStatus(absl::InternalError(WIFSIGNALED(status)
+                                              ? "confined work crashed with signal " +
+                                                    std::to_string(WTERMSIG(status))
+                                              : "confined work exited without a result"));
   }
   return result;
 }
